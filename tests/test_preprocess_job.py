@@ -1,0 +1,250 @@
+"""The whole preprocess job on small corpora: exact statistics, idempotent commits, bad input."""
+
+import bz2
+import gzip
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from tests import reference
+from tests.conftest import REPO, spark_test_conf
+from w2vdist.cli import main
+from w2vdist.config import load_config
+from w2vdist.errors import ConfigError, InputError, RunDirError
+from w2vdist.preprocess import job
+from w2vdist.preprocess.pairs import window_pairs
+from w2vdist.preprocess.job import run_preprocess
+from w2vdist.tokenizer import Tokenizer
+
+PHRASE_LINES = [
+    "I moved to New York City last year, and New York is large.",
+    "The mayor of New York City spoke; York is old.",
+    "City life in New York City is busy.",
+]
+
+
+def read_real_slice(shared_data, lines=400):
+    with gzip.open(shared_data / "corpora" / "enwiki_2015_first100MB.txt.gz", "rt", encoding="utf-8") as handle:
+        return [next(handle).rstrip("\n") for _ in range(lines)]
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory, shared_data):
+    """One corpus spread over every input kind: plain, gzip and bzip2 text, a folder, Parquet and JSON lines."""
+    root = tmp_path_factory.mktemp("corpus")
+    real = read_real_slice(shared_data)
+    lines = real + PHRASE_LINES * 20 + ["", "   "]
+    parts = [lines[i::5] for i in range(5)]
+    (root / "plain.txt").write_text("\n".join(parts[0]) + "\n", encoding="utf-8")
+    with gzip.open(root / "packed.txt.gz", "wt", encoding="utf-8") as handle:
+        handle.write("\n".join(parts[1]))
+    (root / "folder" / "nested").mkdir(parents=True)
+    (root / "folder" / "nested" / "more.txt.bz2").write_bytes(bz2.compress("\n".join(parts[2]).encode()))
+    (root / "folder" / "_SUCCESS").write_text("")
+    pq.write_table(pa.table({"id": range(len(parts[3])), "body": parts[3]}), root / "docs.parquet")
+    (root / "docs.jsonl").write_text("\n".join(json.dumps({"body": t}) for t in parts[4]) + "\n", encoding="utf-8")
+    inputs = [str(root / n) for n in ("plain.txt", "packed.txt.gz", "folder", "docs.parquet", "docs.jsonl")]
+    return inputs, lines
+
+
+def settings(inputs, out, *extra):
+    return load_config([], ["min_count=3", "phrase_threshold=[40, 20]", "sample=1e-2", "window=3",
+                            "pairs_per_file=1000", "text_column=body", *extra], {"input": inputs, "out": str(out)})
+
+
+@pytest.fixture(scope="module")
+def finished_run(spark, corpus, tmp_path_factory):
+    inputs, lines = corpus
+    out = tmp_path_factory.mktemp("runs") / "run"
+    record = run_preprocess(settings(inputs, out), spark=spark)
+    return out, record, lines
+
+
+def test_statistics_and_datasets_equal_the_reference(finished_run):
+    out, record, lines = finished_run
+    chunks = [t for t in (Tokenizer().tokenize(line) for line in lines) if t]
+    stats = record["stats"]
+    assert stats["raw_tokens"] == sum(len(c) for c in chunks)
+    assert stats["documents"] == stats["chunks"] == len(chunks)
+    assert stats["undecodable_lines"] == 0
+    first, after_first = reference.phrase_pass(chunks, 3, 40)
+    second, after_second = reference.phrase_pass(after_first, 3, 20)
+    assert ("new", "york") in first and ("new_york", "city") in second
+    assert stats["phrases_per_pass"] == [len(first), len(second)]
+    written = pq.read_table(out / "phrases").to_pylist()
+    assert {(p["phrase"], p["pass"]) for p in written} == (
+        {(f"{a}_{b}", 1) for a, b in first} | {(f"{a}_{b}", 2) for a, b in second})
+    vocab = pq.read_table(out / "vocab")
+    assert list(zip(*(vocab[c].to_pylist() for c in ("id", "word", "count")))) == \
+        reference.vocabulary(after_second, 3)
+    assert stats["vocab_size"] == vocab.num_rows
+    assert stats["tokens_after_min_count"] == sum(vocab["count"].to_pylist())
+
+    corpus = pq.read_table(out / "corpus")
+    assert stats["tokens_after_subsampling"] == sum(len(ids) for ids in corpus["ids"].to_pylist())
+    centers, contexts = window_pairs(corpus["chunk_id"].to_numpy(), corpus["ids"].combine_chunks(), 3, 1)
+    pairs = pq.read_table(out / "pairs")
+    assert pairs.schema.field("center").type == pa.int32()
+    assert stats["pairs"] == pairs.num_rows
+    assert Counter(zip(pairs["center"].to_pylist(), pairs["context"].to_pylist())) == \
+        Counter(zip(centers.tolist(), contexts.tolist()))
+    files = sorted((out / "pairs").glob("part-*.parquet"))
+    assert len(files) == stats["pair_files"] > 1
+    assert max(pq.ParquetFile(f).metadata.num_rows for f in files) <= 2 * 1000
+
+
+def test_manifest_records_inputs_settings_and_completion_last(finished_run, corpus):
+    out, record, _ = finished_run
+    manifest = json.loads((out / "manifest.json").read_text())
+    stage = manifest["stages"]["preprocess"]
+    assert list(stage)[-1] == "completed" and stage["completed"]
+    assert stage["config"]["window"] == 3 and stage["config"]["phrase_threshold"] == [40.0, 20.0]
+    assert {os.path.basename(i["path"]) for i in stage["inputs"]} == \
+        {"plain.txt", "packed.txt.gz", "more.txt.bz2", "docs.parquet", "docs.jsonl"}
+    assert all(i["bytes"] > 0 for i in stage["inputs"])
+    assert set(stage["seconds"]) >= {"tokenize", "count", "phrases", "vocab", "subsample", "pairs", "total"}
+    assert not (out / "_staging").exists()
+
+
+def test_rerun_with_the_same_inputs_does_nothing_unless_settings_change_or_forced(spark, corpus, tmp_path):
+    inputs, _ = corpus
+    out = tmp_path / "run"
+    first = run_preprocess(settings(inputs, out, "phrase_passes=0", "phrase_threshold=100"), spark=spark)
+    time.sleep(1.1)
+    again = run_preprocess(settings(inputs, out, "phrase_passes=0", "phrase_threshold=100"), spark=spark)
+    assert again["completed"] == first["completed"]
+    changed = run_preprocess(settings(inputs, out, "phrase_passes=0", "phrase_threshold=100", "window=2"),
+                             spark=spark)
+    assert changed["completed"] != first["completed"] and changed["config"]["window"] == 2
+    time.sleep(1.1)
+    forced = run_preprocess(settings(inputs, out, "phrase_passes=0", "phrase_threshold=100", "window=2",
+                                     "force=true"), spark=spark)
+    assert forced["completed"] != changed["completed"]
+
+
+def test_a_failed_run_leaves_nothing_that_looks_complete(spark, corpus, tmp_path, monkeypatch):
+    inputs, _ = corpus
+    out = tmp_path / "run"
+    run_preprocess(settings(inputs, out, "phrase_passes=0", "phrase_threshold=100"), spark=spark)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(job, "make_pairs", broken)
+    with pytest.raises(RuntimeError, match="disk full"):
+        run_preprocess(settings(inputs, out, "phrase_passes=0", "phrase_threshold=100", "force=true"), spark=spark)
+    stage = json.loads((out / "manifest.json").read_text())["stages"]["preprocess"]
+    assert not stage["completed"]
+    assert not (out / "_staging").exists()
+    fresh = tmp_path / "fresh"
+    with pytest.raises(RuntimeError):
+        run_preprocess(settings(inputs, fresh, "phrase_passes=0", "phrase_threshold=100"), spark=spark)
+    assert sorted(p.name for p in fresh.iterdir()) == []
+
+
+def test_a_killed_job_is_not_mistaken_for_complete_and_reruns_cleanly(tmp_path):
+    out = tmp_path / "run"
+    sample = REPO / "w2vdist" / "data" / "sample_corpus.txt.gz"
+    conf = tmp_path / "spark.yaml"
+    conf.write_text(json.dumps({"spark_conf": spark_test_conf(), "spark_master": "local[2]"}))
+    command = [sys.executable, "-m", "w2vdist.cli", "preprocess", str(sample), "--out", str(out),
+               "--config", str(conf)]
+    process = subprocess.Popen(command, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while not list(out.glob("_staging/preprocess-*/tokens-0/_SUCCESS")) and time.monotonic() < deadline:
+        assert process.poll() is None, process.stderr.read().decode()
+        time.sleep(0.2)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    manifest = out / "manifest.json"
+    assert not manifest.exists() or not json.loads(manifest.read_text())["stages"].get("preprocess", {}).get(
+        "completed")
+    assert not (out / "pairs").exists()
+    finished = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert finished.returncode == 0, finished.stderr
+    assert json.loads(manifest.read_text())["stages"]["preprocess"]["completed"]
+    assert not (out / "_staging").exists()
+
+
+def test_undecodable_bytes_are_replaced_and_counted(spark, tmp_path):
+    path = tmp_path / "bad.txt"
+    path.write_bytes(b"good line here\nbad \xff\xfe bytes here\nanother good line\ncaf\xc3 here\n")
+    record = run_preprocess(load_config([], ["min_count=1", "phrase_passes=0"], {"input": [str(path)],
+                                                                                 "out": str(tmp_path / "r")}),
+                            spark=spark)
+    assert record["stats"]["undecodable_lines"] == 2
+    words = set(pq.read_table(tmp_path / "r" / "vocab")["word"].to_pylist())
+    assert {"bad", "bytes", "caf", "here"} <= words
+
+
+def write(path, data):
+    if isinstance(data, bytes):
+        path.write_bytes(data)
+    elif data is None:
+        path.mkdir()
+    else:
+        path.write_text(data)
+    return path
+
+
+@pytest.mark.parametrize("name, data, message", [
+    ("missing.txt", False, "does not exist"),
+    ("empty.txt", "", "is empty"),
+    ("empty.gz", gzip.compress(b""), "is empty"),
+    ("blank", None, "holds no non-empty files"),
+    ("model.bin", bytes(range(256)) * 10, "looks binary"),
+    ("broken.gz", b"not gzip at all", "cannot be read"),
+])
+def test_bad_inputs_get_a_clear_message_and_a_nonzero_exit(tmp_path, capsys, name, data, message):
+    path = tmp_path / name if data is False else write(tmp_path / name, data)
+    code = main(["preprocess", str(path), "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert message in err and path.name in err and "Traceback" not in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_output_path_that_is_a_file_is_refused(tmp_path, capsys):
+    (tmp_path / "c.txt").write_text("some words here\n")
+    (tmp_path / "taken").write_text("a file")
+    assert main(["preprocess", str(tmp_path / "c.txt"), "--out", str(tmp_path / "taken")]) == 2
+    assert "is a file" in capsys.readouterr().err
+
+
+def test_a_min_count_that_leaves_no_vocabulary_is_named(spark, tmp_path):
+    (tmp_path / "c.txt").write_text("the cat sat on the mat\n")
+    config = load_config([], ["min_count=50", "phrase_passes=0"], {"input": [str(tmp_path / "c.txt")],
+                                                                   "out": str(tmp_path / "run")})
+    with pytest.raises(ConfigError, match=r"'min_count' = 50 leaves no word.*'the', occurs 2 times"):
+        run_preprocess(config, spark=spark)
+    assert not json.loads((tmp_path / "run" / "manifest.json").read_text())["stages"] if \
+        (tmp_path / "run" / "manifest.json").exists() else True
+    assert not (tmp_path / "run" / "vocab").exists()
+
+
+def test_parquet_input_without_the_text_column_names_it(spark, tmp_path):
+    pq.write_table(pa.table({"content": ["a b c"]}), tmp_path / "d.parquet")
+    config = load_config([], [], {"input": [str(tmp_path / "d.parquet")], "out": str(tmp_path / "run")})
+    with pytest.raises(InputError, match=r"no column 'text'.*columns are: content"):
+        run_preprocess(config, spark=spark)
+
+
+def test_missing_out_is_an_error():
+    with pytest.raises(ConfigError, match="'out'"):
+        run_preprocess(load_config([], [], {"input": ["x"]}))
+
+
+def test_run_dir_refuses_a_file(tmp_path):
+    from w2vdist.rundir import RunDir
+    (tmp_path / "f").write_text("")
+    with pytest.raises(RunDirError, match="is a file"):
+        RunDir(tmp_path / "f")

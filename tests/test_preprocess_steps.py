@@ -1,0 +1,154 @@
+"""Each preprocessing step on tiny DataFrames, against the plain-Python reference in tests/reference.py."""
+
+import random
+from collections import Counter
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from scipy import stats
+
+from tests import reference
+from w2vdist.preprocess import phrases
+from w2vdist.preprocess.chunks import tokenize_documents
+from w2vdist.preprocess.pairs import make_pairs, window_pairs
+from w2vdist.preprocess.randomness import WINDOW_STREAM, uniform
+from w2vdist.preprocess.subsample import keep_probabilities, subsample, subsample_tokens
+from w2vdist.preprocess.vocab import build_vocab, count_words
+from w2vdist.tokenizer import Tokenizer
+
+
+def random_chunks(seed, n_chunks=40, length=(5, 60), words=30):
+    rng = random.Random(seed)
+    vocab = [f"w{i}" for i in range(words)]
+    weights = [1 / (i + 1) for i in range(words)]  # Zipf-like, so min_count and subsampling bite
+    return [rng.choices(vocab, weights, k=rng.randint(*length)) for _ in range(n_chunks)]
+
+
+def chunk_frame(spark, chunks):
+    return spark.createDataFrame([(i, c) for i, c in enumerate(chunks)], "chunk_id long, tokens array<string>")
+
+
+def collect_chunks(frame):
+    return [list(r["tokens"]) for r in frame.orderBy("chunk_id").collect()]
+
+
+def test_documents_are_cut_into_chunks_of_at_most_max_doc_tokens(spark):
+    texts = [" ".join(f"t{i}" for i in range(25)), "one two three", "   ", "caf\ufffd ok"]
+    docs = spark.createDataFrame([(t, i == 3) for i, t in enumerate(texts)], "text string, undecodable boolean")
+    rows = tokenize_documents(docs, Tokenizer(), max_doc_tokens=10).orderBy("chunk_id").collect()
+    assert [len(r["tokens"]) for r in rows] == [10, 10, 5, 3, 2]
+    assert sum((list(r["tokens"]) for r in rows[:3]), []) == [f"t{i}" for i in range(25)]
+    assert [r["first_chunk"] for r in rows] == [True, False, False, True, True]
+    assert [r["undecodable"] for r in rows] == [False, False, False, False, True]
+    assert len({r["chunk_id"] for r in rows}) == len(rows)
+
+
+def test_word_counts_and_vocabulary_ids_are_exact(spark):
+    chunks = random_chunks(1) + [["tie_b", "tie_a"] * 3]
+    counts = {r["word"]: r["count"] for r in count_words(chunk_frame(spark, chunks)).collect()}
+    assert counts == Counter(t for c in chunks for t in c)
+    for max_vocab_size in (None, 12):
+        vocab = build_vocab(count_words(chunk_frame(spark, chunks)), 3, max_vocab_size)
+        expected = reference.vocabulary(chunks, 3, max_vocab_size)
+        assert list(zip(vocab["id"].to_pylist(), vocab["word"].to_pylist(), vocab["count"].to_pylist())) == expected
+
+
+@pytest.mark.parametrize("scoring, threshold", [("word2phrase", 15.0), ("npmi", 0.05)])
+def test_phrase_pass_scores_and_joins_like_word2phrase(spark, scoring, threshold):
+    chunks = random_chunks(2)
+    for chunk in chunks[::3]:
+        chunk[1:1] = ["new", "york", "city"]
+    expected, rewritten = reference.phrase_pass(chunks, 3, threshold, "_", scoring)
+    grams = phrases.count_grams(chunk_frame(spark, chunks))
+    total = sum(len(c) for c in chunks)
+    scored = phrases.score_bigrams(grams, 3, total, scoring).collect()
+    chosen = {(r["a"], r["b"]): (r["count"], r["score"]) for r in scored if r["score"] > threshold}
+    assert chosen.keys() == expected.keys() and ("new", "york") in chosen
+    for key, (count, score) in expected.items():
+        assert chosen[key][0] == count
+        assert chosen[key][1] == pytest.approx(score, rel=1e-12)
+    keys = [f"{a} {b}" for a, b in chosen]
+    assert collect_chunks(phrases.apply_phrases(chunk_frame(spark, chunks), keys, "_")) == rewritten
+
+
+def test_join_kernel_matches_greedy_reference_on_random_lists():
+    rng = random.Random(3)
+    for _ in range(50):
+        chunks = [[rng.choice("abcd") for _ in range(rng.randint(0, 12))] for _ in range(rng.randint(1, 8))]
+        chosen = {(a, b) for a in "abcd" for b in "abcd" if rng.random() < 0.4}
+        expected = []
+        for chunk in chunks:
+            out, i = [], 0
+            while i < len(chunk):
+                if i + 1 < len(chunk) and (chunk[i], chunk[i + 1]) in chosen:
+                    out.append(chunk[i] + "+" + chunk[i + 1])
+                    i += 2
+                else:
+                    out.append(chunk[i])
+                    i += 1
+            expected.append(out)
+        tokens = pa.array(chunks, pa.list_(pa.string()))
+        got = phrases.join_phrases(tokens, pa.array([f"{a} {b}" for a, b in chosen], pa.string()), "+")
+        assert got.to_pylist() == expected
+
+
+def test_subsampling_keeps_each_word_at_the_formula_rate():
+    counts = np.array([40_000, 20_000, 8_000, 2_000, 500, 100])
+    words = [f"w{i}" for i in range(len(counts))]
+    rng = np.random.default_rng(0)
+    flat = np.repeat(np.arange(len(counts)), counts)
+    rng.shuffle(flat)
+    lists = pa.ListArray.from_arrays(pa.array(np.append(np.arange(0, len(flat), 1000), len(flat)), pa.int32()),
+                                     pa.array(np.array(words)[flat]))
+    sample = 1e-2
+    kept = subsample_tokens(np.arange(len(lists)), lists, pa.array(words), keep_probabilities(counts, sample), 7)
+    kept_counts = np.bincount(kept.values.to_numpy(), minlength=len(counts))
+    for word, count in enumerate(counts):
+        p = reference.keep_probability(count, counts.sum(), sample)
+        sigma = np.sqrt(count * p * (1 - p))
+        assert abs(kept_counts[word] - count * p) <= 4.5 * sigma + 1e-9, (word, kept_counts[word], count * p)
+    assert kept_counts[-1] == counts[-1]  # rare words are always kept: p = 1
+
+
+def test_subsample_maps_words_to_ids_and_drops_unknown_words(spark):
+    vocab = build_vocab(count_words(chunk_frame(spark, [["a", "b", "b", "c", "c", "c"]])), 2, None)
+    frame = chunk_frame(spark, [["c", "x", "b", "a", "c"], ["y"], ["b"]])
+    rows = subsample(frame, vocab, sample=0.0, seed=1).orderBy("chunk_id").collect()
+    assert [list(r["ids"]) for r in rows] == [[0, 1, 0], [], [1]]
+
+
+def test_window_pairs_equal_word2vecs_loop_given_the_same_draws():
+    rng = np.random.default_rng(5)
+    lists = [list(rng.integers(0, 50, size=n)) for n in (0, 1, 2, 7, 30)]
+    chunk_ids = np.array([11, 12, 13, 14, 15])
+    window, seed = 4, 9
+    centers, contexts = window_pairs(chunk_ids, pa.array(lists, pa.list_(pa.int32())), window, seed)
+    expected = []
+    for chunk_id, ids in zip(chunk_ids, lists):
+        draws = uniform(seed, WINDOW_STREAM, np.full(len(ids), chunk_id), np.arange(len(ids)))
+        expected += reference.window_pairs(ids, [1 + int(d * window) for d in draws])
+    assert Counter(zip(centers.tolist(), contexts.tolist())) == Counter(expected)
+
+
+def test_pair_distances_follow_the_dynamic_window_law():
+    window, length = 5, 20_000
+    ids = pa.array([list(range(length))], pa.list_(pa.int32()))  # id = position, so distance = |center - context|
+    centers, contexts = window_pairs(np.array([0]), ids, window, seed=3)
+    distances = np.abs(centers.astype(np.int64) - contexts)
+    observed = np.bincount(distances, minlength=window + 1)[1:]
+    weights = np.array([window - d + 1 for d in range(1, window + 1)], dtype=float)
+    expected = weights / weights.sum() * observed.sum()
+    assert stats.chisquare(observed, expected).pvalue > 1e-3
+    assert distances.min() == 1 and distances.max() == window
+
+
+def test_no_pair_crosses_a_chunk_and_spark_shuffling_loses_nothing(spark):
+    lists = [list(range(1000 * k, 1000 * k + n)) for k, n in enumerate([50, 3, 0, 120, 1, 77])]
+    corpus = spark.createDataFrame([(k, ids) for k, ids in enumerate(lists)], "chunk_id long, ids array<int>")
+    frame = make_pairs(corpus, window=5, seed=4, num_files=3)
+    assert frame.rdd.getNumPartitions() == 3
+    got = [(r["center"], r["context"]) for r in frame.collect()]
+    assert all(c // 1000 == x // 1000 for c, x in got)
+    centers, contexts = window_pairs(np.arange(len(lists)), pa.array(lists, pa.list_(pa.int32())), 5, 4)
+    assert Counter(got) == Counter(zip(centers.tolist(), contexts.tolist()))

@@ -1,0 +1,110 @@
+"""The `w2vdist` command. Each subcommand parses its arguments here and hands a Config to its stage's module."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import Callable
+
+from w2vdist import commands
+from w2vdist.config import load_config
+from w2vdist.errors import UsageError
+
+log = logging.getLogger("w2vdist")
+
+OVERRIDES_HELP = "settings as key=value (see conf/default.yaml), applied after --config files"
+
+
+def _config_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", action="append", default=[], metavar="YAML",
+                        help="a settings file; may be given more than once, later files win")
+    parser.add_argument("overrides", nargs="*", metavar="key=value", help=OVERRIDES_HELP)
+
+
+def _split_overrides(items: list[str]) -> tuple[list[str], list[str]]:
+    """Positional words are inputs unless they look like key=value."""
+    overrides = [item for item in items if "=" in item and not item.startswith(("/", "."))]
+    others = [item for item in items if item not in overrides]
+    return others, overrides
+
+
+# --- preprocess ------------------------------------------------------------------------------------------------
+def _add_preprocess(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("preprocess", help="Spark: tokenize, count, phrases, subsample, skip-gram pairs to Parquet",
+                       description="Read a corpus and write vocab/, phrases/, corpus/, pairs/ and manifest.json "
+                                   "into the run directory.")
+    p.add_argument("inputs", nargs="*", metavar="INPUT", help="corpus files or folders; key=value words are "
+                                                                "settings")
+    p.add_argument("--out", help="the run directory (setting `out`)")
+    p.add_argument("--force", action="store_true", help="redo even if a complete output matches (setting `force`)")
+    p.add_argument("--config", action="append", default=[], metavar="YAML",
+                   help="a settings file; may be given more than once, later files win")
+    p.set_defaults(handler=_run_preprocess)
+
+
+def _run_preprocess(args: argparse.Namespace) -> int:
+    from w2vdist.preprocess.job import run_preprocess
+
+    inputs, overrides = _split_overrides(args.inputs)
+    values: dict = {}
+    if inputs:
+        values["input"] = inputs
+    if args.out:
+        values["out"] = args.out
+    if args.force:
+        values["force"] = True
+    config = load_config(args.config, overrides, values)
+    run_preprocess(config)
+    return 0
+
+
+SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
+    _add_preprocess,
+    *commands.SUBCOMMANDS,
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="w2vdist", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in SUBCOMMANDS:
+        add(sub)
+    return parser
+
+
+def configure_logging(verbose: bool = False) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    for noisy in ("py4j", "urllib3", "matplotlib", "PIL"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    # Settings may follow options (`--out RUN key=value`), which argparse leaves over after the positionals.
+    args, extra = parser.parse_known_args(argv)
+    unknown = [word for word in extra if "=" not in word or word.startswith("-")]
+    if unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    if extra:
+        for name in ("inputs", "overrides"):
+            if hasattr(args, name):
+                setattr(args, name, getattr(args, name) + extra)
+                break
+        else:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    configure_logging(args.verbose)
+    try:
+        return args.handler(args)
+    except UsageError as exc:
+        print(f"w2vdist {args.command}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"w2vdist {args.command}: interrupted; completed stages stay usable", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,181 @@
+"""The preprocess job: corpus -> vocab/, phrases/, corpus/, pairs/ and the manifest record, committed atomically.
+
+Steps, each a DataFrame -> DataFrame function from this package, materialised to Parquet in the stage's staging
+folder so each is computed once:
+    tokenize  documents -> token chunks                                   (chunks.py)
+    count     token counts, and bigram counts for the first phrase pass    (vocab.py, phrases.py)
+    phrases   per pass: score bigrams, join the phrases, recount          (phrases.py)
+    vocab     min_count, max_vocab_size, ids                               (vocab.py)
+    subsample tokens -> ids, frequent words dropped                        (subsample.py)
+    pairs     dynamic-window skip-gram pairs, shuffled                      (pairs.py)
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from w2vdist.config import Config, phrase_thresholds
+from w2vdist.errors import ConfigError, InputError
+from w2vdist.preprocess import phrases as phrase_steps
+from w2vdist.preprocess.chunks import tokenize_documents
+from w2vdist.preprocess.inputs import InputFile, discover_inputs, read_documents
+from w2vdist.preprocess.pairs import expected_pairs, make_pairs
+from w2vdist.preprocess.subsample import expected_kept, subsample
+from w2vdist.preprocess.vocab import build_vocab, count_words
+from w2vdist.rundir import RunDir, fingerprint
+from w2vdist.spark import SparkProgress, spark_session
+from w2vdist.tokenizer import Tokenizer
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+log = logging.getLogger(__name__)
+
+STAGE = "preprocess"
+OUTPUTS = ["vocab", "phrases", "corpus", "pairs"]
+# The settings that decide what preprocess writes; changing any of them makes a completed run stale.
+SETTINGS = ["input_format", "text_column", "lowercase", "token_pattern", "ascii_fold", "numbers", "number_token",
+            "max_doc_tokens", "min_count", "max_vocab_size", "phrase_passes", "phrase_threshold", "phrase_scoring",
+            "phrase_connector", "sample", "window", "pairs_per_file", "seed"]
+CHUNK_BYTES = 32 << 20
+
+
+def run_preprocess(config: Config, spark: "SparkSession | None" = None, submitted: bool = False) -> dict[str, Any]:
+    """Run the job unless the run directory already holds a complete output for the same inputs and settings."""
+    if not config.out:
+        raise ConfigError("setting 'out' is required: the run directory (--out RUN_DIR)")
+    files = discover_inputs(config.input, config)
+    run = RunDir(config.out, create=True)
+    inputs = [f.as_record() for f in files]
+    stamp = fingerprint({"settings": config.subset(SETTINGS), "inputs": inputs})
+    if not config.force and run.is_complete(STAGE, stamp):
+        log.info("preprocess: %s is complete for these inputs and settings; nothing to do (force=true redoes it)",
+                 run.path)
+        return run.stage(STAGE)
+    staging = run.begin(STAGE)
+    try:
+        started = time.monotonic()
+        if spark is None:
+            with spark_session(config, "w2vdist preprocess", submitted) as own:
+                stats, seconds = _preprocess(own, files, config, staging)
+        else:
+            stats, seconds = _preprocess(spark, files, config, staging)
+        seconds["total"] = round(time.monotonic() - started, 2)
+        record = {"fingerprint": stamp, "config": config.subset(SETTINGS), "inputs": inputs, "stats": stats,
+                  "seconds": seconds}
+        record = run.commit(STAGE, staging, OUTPUTS, record)
+    except BaseException:
+        run.abandon(staging)
+        raise
+    log.info("preprocess: done in %.1f s: %s raw tokens, %s words in the vocabulary, %s pairs in %s files -> %s",
+             seconds["total"], f"{stats['raw_tokens']:,}", f"{stats['vocab_size']:,}", f"{stats['pairs']:,}",
+             stats["pair_files"], run.path)
+    return record
+
+
+class _Steps:
+    """Times each step, logs its rate and keeps Spark's progress visible while it runs."""
+
+    def __init__(self, spark: "SparkSession"):
+        self.spark = spark
+        self.seconds: dict[str, float] = {}
+
+    def run(self, name: str, work):
+        started = time.monotonic()
+        log.info("%s ...", name)
+        with SparkProgress(self.spark, name):
+            result = work()
+        elapsed = time.monotonic() - started
+        self.seconds[name] = round(self.seconds.get(name, 0.0) + elapsed, 2)
+        return result
+
+
+def _materialise(frame: "DataFrame", path: Path, **options) -> "DataFrame":
+    writer = frame.write.mode("error")
+    for key, value in options.items():
+        writer = writer.option(key, value)
+    writer.parquet(str(path))
+    return frame.sparkSession.read.parquet(str(path))
+
+
+def _preprocess(spark: "SparkSession", files: list[InputFile], config: Config, staging: Path):
+    from pyspark.sql import functions as F
+
+    steps = _Steps(spark)
+    tokenizer = Tokenizer.from_config(config)
+    parallelism = spark.sparkContext.defaultParallelism
+    input_bytes = sum(f.size or 0 for f in files)
+    partitions = max(2 * parallelism, math.ceil(input_bytes / CHUNK_BYTES))
+
+    def tokenize():
+        docs = read_documents(spark, files, config)
+        chunks = tokenize_documents(docs, tokenizer, config.max_doc_tokens).repartition(partitions)
+        return _materialise(chunks, staging / "tokens-0")
+
+    chunks = steps.run("tokenize", tokenize)
+    line_stats = chunks.agg(
+        F.count_if("first_chunk").alias("documents"), F.count(F.lit(1)).alias("chunks"),
+        F.count_if("undecodable").alias("undecodable_lines"),
+        F.coalesce(F.sum(F.size("tokens")), F.lit(0)).alias("raw_tokens")).first().asDict()
+    if line_stats["raw_tokens"] == 0:
+        raise InputError(f"the input ({', '.join(f.path for f in files[:3])}) holds no tokens matching "
+                         f"setting 'token_pattern'")
+
+    phrase_tables, phrases_per_pass = [], []
+    thresholds = phrase_thresholds(config)
+    for number, threshold in enumerate(thresholds, start=1):
+        grams = steps.run("count", lambda: _materialise(phrase_steps.count_grams(chunks),
+                                                        staging / f"grams-{number}"))
+        train_words = grams.where(~F.col("gram").contains(phrase_steps.KEY_SEPARATOR)).agg(F.sum("count")).first()[0]
+
+        def choose(grams=grams, train_words=train_words, threshold=threshold):
+            scored = phrase_steps.score_bigrams(grams, config.min_count, train_words, config.phrase_scoring)
+            return scored.where(F.col("score") > threshold).toArrow()
+
+        chosen = steps.run("phrases", choose)
+        keys = [f"{a}{phrase_steps.KEY_SEPARATOR}{b}" for a, b in zip(chosen["a"].to_pylist(),
+                                                                       chosen["b"].to_pylist())]
+        phrases_per_pass.append(len(keys))
+        log.info("phrases: pass %d joins %d word pairs (threshold %s)", number, len(keys), threshold)
+        phrase_tables.append(pa.table({
+            "phrase": [f"{a}{config.phrase_connector}{b}" for a, b in zip(chosen["a"].to_pylist(),
+                                                                          chosen["b"].to_pylist())],
+            "count": chosen["count"].cast(pa.int64()), "score": chosen["score"].cast(pa.float64()),
+            "pass": pa.array([number] * len(keys), pa.int32())}, schema=phrase_steps.PHRASES_SCHEMA))
+        joined = phrase_steps.apply_phrases(chunks, keys, config.phrase_connector)
+        chunks = steps.run("phrases", lambda: _materialise(joined, staging / f"tokens-{number}"))
+
+    word_counts = steps.run("count", lambda: _materialise(count_words(chunks), staging / "word-counts"))
+    vocab = steps.run("vocab", lambda: build_vocab(word_counts, config.min_count, config.max_vocab_size))
+    (staging / "vocab").mkdir()
+    pq.write_table(vocab, staging / "vocab" / "part-00000.parquet")
+    (staging / "phrases").mkdir()
+    all_phrases = pa.concat_tables(phrase_tables) if phrase_tables else phrase_steps.PHRASES_SCHEMA.empty_table()
+    pq.write_table(all_phrases, staging / "phrases" / "part-00000.parquet")
+
+    counts = vocab["count"].to_numpy()
+    corpus = steps.run("subsample", lambda: _materialise(
+        subsample(chunks, vocab, config.sample, config.seed), staging / "corpus"))
+    kept_tokens = corpus.agg(F.coalesce(F.sum(F.size("ids")), F.lit(0))).first()[0]
+    planned = expected_pairs(expected_kept(counts, config.sample), config.window)
+    num_files = max(1, round(planned / config.pairs_per_file))
+    steps.run("pairs", lambda: make_pairs(corpus, config.window, config.seed, num_files).write.mode("error")
+              .option("maxRecordsPerFile", 2 * config.pairs_per_file).parquet(str(staging / "pairs")))
+    pair_files = sorted((staging / "pairs").glob("part-*.parquet"))
+    pairs = sum(pq.ParquetFile(f).metadata.num_rows for f in pair_files)
+
+    stats = {
+        "input_files": len(files), "input_bytes": input_bytes, **line_stats,
+        "tokens_after_phrases": int(word_counts.agg(F.sum("count")).first()[0]),
+        "tokens_after_min_count": int(counts.sum()), "tokens_after_subsampling": int(kept_tokens),
+        "vocab_size": vocab.num_rows, "phrases_per_pass": phrases_per_pass, "pairs": int(pairs),
+        "pair_files": len(pair_files),
+    }
+    return stats, steps.seconds

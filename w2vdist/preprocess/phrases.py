@@ -1,0 +1,101 @@
+"""Phrases, word2phrase style: score adjacent word pairs, join those above a threshold, repeat for longer phrases.
+
+Scores (Mikolov et al. 2013, and word2phrase.c): with counts c(.) from the pass's own input and T its token count,
+    word2phrase: (c(ab) - min_count) / (c(a) c(b)) * T
+    npmi:        ln(p(ab) / (p(a) p(b))) / -ln(p(ab)),  p(x) = c(x) / T
+and a pair is a candidate only when c(a), c(b) and c(ab) are all at least min_count. Joining is greedy from the
+left, as word2phrase writes its output: after `a b` is joined, `b` cannot also join the word after it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame
+
+PHRASES_SCHEMA = pa.schema([("phrase", pa.string()), ("count", pa.int64()), ("score", pa.float64()),
+                            ("pass", pa.int32())])
+# Bigram keys are "a b": tokens never hold white space, since every token pattern match is a word.
+KEY_SEPARATOR = " "
+
+
+def count_grams(chunks: "DataFrame") -> "DataFrame":
+    """(tokens) -> (gram, count) for every token and every adjacent pair "a b" inside a chunk, in one aggregation."""
+    from pyspark.sql import functions as F
+
+    bigrams = F.expr(f"transform(slice(tokens, 1, size(tokens) - 1), (a, i) -> concat(a, '{KEY_SEPARATOR}', "
+                     f"tokens[i + 1]))")
+    grams = chunks.select(F.explode(F.concat("tokens", bigrams)).alias("gram"))
+    return grams.groupBy("gram").agg(F.count(F.lit(1)).alias("count"))
+
+
+def unigram_counts(gram_counts: "DataFrame") -> "DataFrame":
+    from pyspark.sql import functions as F
+
+    return (gram_counts.where(~F.col("gram").contains(KEY_SEPARATOR))
+            .select(F.col("gram").alias("word"), "count"))
+
+
+def score_bigrams(gram_counts: "DataFrame", min_count: int, train_words: int, scoring: str) -> "DataFrame":
+    """(gram, count) -> (a, b, count, score) for every candidate pair."""
+    from pyspark.sql import functions as F
+
+    words = unigram_counts(gram_counts).where(F.col("count") >= min_count)
+    parts = F.split("gram", KEY_SEPARATOR, 2)
+    pairs = (gram_counts.where(F.col("gram").contains(KEY_SEPARATOR) & (F.col("count") >= min_count))
+             .select(parts[0].alias("a"), parts[1].alias("b"), "count"))
+    left = words.select(F.col("word").alias("a"), F.col("count").alias("count_a"))
+    right = words.select(F.col("word").alias("b"), F.col("count").alias("count_b"))
+    joined = pairs.join(left, "a").join(right, "b")
+    total = float(train_words)
+    if scoring == "word2phrase":
+        score = (F.col("count") - min_count) / (F.col("count_a") * F.col("count_b")) * total
+    else:
+        p_ab = F.col("count") / total
+        score = F.log(p_ab / ((F.col("count_a") / total) * (F.col("count_b") / total))) / -F.log(p_ab)
+    return joined.select("a", "b", "count", score.cast("double").alias("score"))
+
+
+def join_phrases(tokens: pa.ListArray, phrase_keys: pa.Array, connector: str) -> pa.ListArray:
+    """Rewrite each token list, joining the pairs whose key "a b" is in `phrase_keys`, greedily from the left."""
+    offsets = tokens.offsets.to_numpy()
+    flat = tokens.values.slice(offsets[0], offsets[-1] - offsets[0])
+    offsets = offsets - offsets[0]
+    n = len(flat)
+    if n < 2 or len(phrase_keys) == 0:
+        return pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), flat)
+    left, right = flat.slice(0, n - 1), flat.slice(1)
+    candidate = pc.is_in(pc.binary_join_element_wise(left, right, KEY_SEPARATOR), value_set=phrase_keys)
+    candidate = candidate.to_numpy(zero_copy_only=False).copy()
+    starts = offsets[1:-1]
+    starts = starts[(starts > 0) & (starts < n)]
+    candidate[starts - 1] = False  # a pair whose right word starts the next chunk
+    # In a run of consecutive candidates the 1st, 3rd, 5th ... join: each join uses up its right word.
+    index = np.arange(n - 1)
+    run_start = candidate & ~np.concatenate(([False], candidate[:-1]))
+    last_run_start = np.maximum.accumulate(np.where(run_start, index, 0))
+    joined = candidate & ((index - last_run_start) % 2 == 0)
+    merged = pc.binary_join_element_wise(left, right, connector)
+    merged = pa.concat_arrays([merged, pa.nulls(1, merged.type)])
+    values = pc.if_else(pa.array(np.concatenate((joined, [False]))), merged, flat)
+    keep = ~np.concatenate(([False], joined))
+    new_offsets = np.concatenate(([0], np.cumsum(keep)))[offsets]
+    return pa.ListArray.from_arrays(pa.array(new_offsets, pa.int32()), values.filter(pa.array(keep)))
+
+
+def apply_phrases(chunks: "DataFrame", phrase_keys: list[str], connector: str) -> "DataFrame":
+    """(chunk_id, tokens) -> (chunk_id, tokens) with the given phrases joined by `connector`."""
+    keys = chunks.sparkSession.sparkContext.broadcast(phrase_keys)
+
+    def rewrite(batches):
+        value_set = pa.array(keys.value, pa.string())
+        for batch in batches:
+            tokens = join_phrases(batch.column("tokens"), value_set, connector)
+            yield pa.RecordBatch.from_arrays([batch.column("chunk_id"), tokens], names=["chunk_id", "tokens"])
+
+    return chunks.select("chunk_id", "tokens").mapInArrow(rewrite, "chunk_id long, tokens array<string>")

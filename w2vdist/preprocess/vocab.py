@@ -1,0 +1,45 @@
+"""The vocabulary: word counts from token chunks, and ids by descending count."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from w2vdist.errors import ConfigError
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame
+
+VOCAB_SCHEMA = pa.schema([("id", pa.int32()), ("word", pa.string()), ("count", pa.int64())])
+
+
+def count_words(chunks: "DataFrame") -> "DataFrame":
+    """(tokens) -> (word, count) over every token."""
+    from pyspark.sql import functions as F
+
+    return chunks.select(F.explode("tokens").alias("word")).groupBy("word").agg(F.count(F.lit(1)).alias("count"))
+
+
+def build_vocab(word_counts: "DataFrame", min_count: int, max_vocab_size: int | None) -> pa.Table:
+    """Words with count >= min_count, ids 0.. by descending count, ties by the word; at most max_vocab_size."""
+    from pyspark.sql import functions as F
+
+    kept = word_counts.where(F.col("count") >= min_count).select("word", "count").toArrow()
+    if kept.num_rows == 0:
+        top = word_counts.orderBy(F.desc("count")).limit(1).collect()
+        most = f"the most frequent word, '{top[0]['word']}', occurs {top[0]['count']} times" if top else \
+            "the corpus has no tokens"
+        raise ConfigError(f"setting 'min_count' = {min_count} leaves no word in the vocabulary ({most})")
+    return order_vocab(kept["word"], kept["count"], max_vocab_size)
+
+
+def order_vocab(words: pa.Array, counts: pa.Array, max_vocab_size: int | None = None) -> pa.Table:
+    table = pa.table({"word": words, "count": pa.array(counts, pa.int64())})
+    order = pc.sort_indices(table, sort_keys=[("count", "descending"), ("word", "ascending")])
+    if max_vocab_size is not None:
+        order = order[:max_vocab_size]
+    table = table.take(order)
+    ids = pa.array(range(table.num_rows), pa.int32())
+    return pa.table([ids, table["word"], table["count"]], schema=VOCAB_SCHEMA)
