@@ -160,7 +160,7 @@ def test_a_killed_job_is_not_mistaken_for_complete_and_reruns_cleanly(tmp_path):
                "--config", str(conf)]
     process = subprocess.Popen(command, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120
-    while not list(out.glob("_staging/preprocess-*/tokens-0/_SUCCESS")) and time.monotonic() < deadline:
+    while not list(out.glob("_staging/preprocess-*/tokens/_SUCCESS")) and time.monotonic() < deadline:
         assert process.poll() is None, process.stderr.read().decode()
         time.sleep(0.2)
     os.killpg(process.pid, signal.SIGKILL)

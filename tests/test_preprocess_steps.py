@@ -69,7 +69,11 @@ def test_phrase_pass_scores_and_joins_like_word2phrase(spark, scoring, threshold
         assert chosen[key][0] == count
         assert chosen[key][1] == pytest.approx(score, rel=1e-12)
     keys = [f"{a} {b}" for a, b in chosen]
-    assert collect_chunks(phrases.apply_phrases(chunk_frame(spark, chunks), keys, "_")) == rewritten
+    assert collect_chunks(phrases.apply_phrases(chunk_frame(spark, chunks), [keys], "_")) == rewritten
+    recounted = {r["gram"]: r["count"] for r in phrases.count_grams(chunk_frame(spark, chunks), [keys]).collect()}
+    expected_counts = Counter(t for c in rewritten for t in c)
+    expected_counts.update(f"{c[i]} {c[i + 1]}" for c in rewritten for i in range(len(c) - 1))
+    assert recounted == expected_counts
 
 
 def test_join_kernel_matches_greedy_reference_on_random_lists():

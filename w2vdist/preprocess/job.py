@@ -116,8 +116,8 @@ def _preprocess(spark: "SparkSession", files: list[InputFile], config: Config, s
 
     def tokenize():
         docs = read_documents(spark, files, config)
-        chunks = tokenize_documents(docs, tokenizer, config.max_doc_tokens).repartition(partitions)
-        return _materialise(chunks, staging / "tokens-0")
+        chunks = tokenize_documents(docs, tokenizer, config.max_doc_tokens, partitions)
+        return _materialise(chunks, staging / "tokens")
 
     chunks = steps.run("tokenize", tokenize)
     line_stats = chunks.agg(
@@ -128,11 +128,13 @@ def _preprocess(spark: "SparkSession", files: list[InputFile], config: Config, s
         raise InputError(f"the input ({', '.join(f.path for f in files[:3])}) holds no tokens matching "
                          f"setting 'token_pattern'")
 
-    phrase_tables, phrases_per_pass = [], []
-    thresholds = phrase_thresholds(config)
-    for number, threshold in enumerate(thresholds, start=1):
-        grams = steps.run("count", lambda: _materialise(phrase_steps.count_grams(chunks),
-                                                        staging / f"grams-{number}"))
+    # Phrase passes are kept as lists of "a b" keys and re-applied to the token chunks inside each Arrow step,
+    # which costs less than writing every pass's rewritten corpus.
+    passes: list[list[str]] = []
+    phrase_tables = []
+    for number, threshold in enumerate(phrase_thresholds(config), start=1):
+        grams = steps.run("count", lambda: _materialise(
+            phrase_steps.count_grams(chunks, passes, config.phrase_connector), staging / f"grams-{number}"))
         train_words = grams.where(~F.col("gram").contains(phrase_steps.KEY_SEPARATOR)).agg(F.sum("count")).first()[0]
 
         def choose(grams=grams, train_words=train_words, threshold=threshold):
@@ -140,19 +142,16 @@ def _preprocess(spark: "SparkSession", files: list[InputFile], config: Config, s
             return scored.where(F.col("score") > threshold).toArrow()
 
         chosen = steps.run("phrases", choose)
-        keys = [f"{a}{phrase_steps.KEY_SEPARATOR}{b}" for a, b in zip(chosen["a"].to_pylist(),
-                                                                       chosen["b"].to_pylist())]
-        phrases_per_pass.append(len(keys))
-        log.info("phrases: pass %d joins %d word pairs (threshold %s)", number, len(keys), threshold)
+        firsts, lasts = chosen["a"].to_pylist(), chosen["b"].to_pylist()
+        passes.append([f"{a}{phrase_steps.KEY_SEPARATOR}{b}" for a, b in zip(firsts, lasts)])
+        log.info("phrases: pass %d joins %d word pairs (threshold %s)", number, len(firsts), threshold)
         phrase_tables.append(pa.table({
-            "phrase": [f"{a}{config.phrase_connector}{b}" for a, b in zip(chosen["a"].to_pylist(),
-                                                                          chosen["b"].to_pylist())],
+            "phrase": [f"{a}{config.phrase_connector}{b}" for a, b in zip(firsts, lasts)],
             "count": chosen["count"].cast(pa.int64()), "score": chosen["score"].cast(pa.float64()),
-            "pass": pa.array([number] * len(keys), pa.int32())}, schema=phrase_steps.PHRASES_SCHEMA))
-        joined = phrase_steps.apply_phrases(chunks, keys, config.phrase_connector)
-        chunks = steps.run("phrases", lambda: _materialise(joined, staging / f"tokens-{number}"))
+            "pass": pa.array([number] * len(firsts), pa.int32())}, schema=phrase_steps.PHRASES_SCHEMA))
 
-    word_counts = steps.run("count", lambda: _materialise(count_words(chunks), staging / "word-counts"))
+    word_counts = steps.run("count", lambda: _materialise(count_words(chunks, passes, config.phrase_connector),
+                                                          staging / "word-counts"))
     vocab = steps.run("vocab", lambda: build_vocab(word_counts, config.min_count, config.max_vocab_size))
     (staging / "vocab").mkdir()
     pq.write_table(vocab, staging / "vocab" / "part-00000.parquet")
@@ -162,7 +161,7 @@ def _preprocess(spark: "SparkSession", files: list[InputFile], config: Config, s
 
     counts = vocab["count"].to_numpy()
     corpus = steps.run("subsample", lambda: _materialise(
-        subsample(chunks, vocab, config.sample, config.seed), staging / "corpus"))
+        subsample(chunks, vocab, config.sample, config.seed, passes, config.phrase_connector), staging / "corpus"))
     kept_tokens = corpus.agg(F.coalesce(F.sum(F.size("ids")), F.lit(0))).first()[0]
     planned = expected_pairs(expected_kept(counts, config.sample), config.window)
     num_files = max(1, round(planned / config.pairs_per_file))
@@ -175,7 +174,7 @@ def _preprocess(spark: "SparkSession", files: list[InputFile], config: Config, s
         "input_files": len(files), "input_bytes": input_bytes, **line_stats,
         "tokens_after_phrases": int(word_counts.agg(F.sum("count")).first()[0]),
         "tokens_after_min_count": int(counts.sum()), "tokens_after_subsampling": int(kept_tokens),
-        "vocab_size": vocab.num_rows, "phrases_per_pass": phrases_per_pass, "pairs": int(pairs),
+        "vocab_size": vocab.num_rows, "phrases_per_pass": [len(keys) for keys in passes], "pairs": int(pairs),
         "pair_files": len(pair_files),
     }
     return stats, steps.seconds

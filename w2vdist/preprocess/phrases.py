@@ -24,14 +24,50 @@ PHRASES_SCHEMA = pa.schema([("phrase", pa.string()), ("count", pa.int64()), ("sc
 KEY_SEPARATOR = " "
 
 
-def count_grams(chunks: "DataFrame") -> "DataFrame":
-    """(tokens) -> (gram, count) for every token and every adjacent pair "a b" inside a chunk, in one aggregation."""
+def gram_counts(tokens: pa.ListArray, bigrams: bool = True) -> list[pa.RecordBatch]:
+    """Counts of every token and, with `bigrams`, every adjacent pair "a b" inside a list, for one Arrow batch."""
+    offsets = tokens.offsets.to_numpy()
+    flat = tokens.values.slice(offsets[0], offsets[-1] - offsets[0])
+    grams = [flat]
+    if bigrams and len(flat) > 1:
+        inside = np.ones(len(flat) - 1, dtype=bool)
+        starts = offsets[1:-1] - offsets[0]
+        inside[starts[(starts > 0) & (starts < len(flat))] - 1] = False
+        keys = pc.binary_join_element_wise(flat.slice(0, len(flat) - 1), flat.slice(1), KEY_SEPARATOR)
+        grams.append(keys.filter(pa.array(inside)))
+    counted = [pc.value_counts(g) for g in grams]
+    return [pa.RecordBatch.from_arrays([c.field(0), c.field(1)], names=["gram", "count"]) for c in counted]
+
+
+def count_grams(chunks: "DataFrame", passes: list[list[str]] = (), connector: str = "_",
+                bigrams: bool = True) -> "DataFrame":
+    """(tokens) -> (gram, count) for every token and adjacent pair "a b", after joining the given phrase passes.
+
+    Each Arrow batch is counted in Python (Arrow's hash counting) and Spark only sums those partial counts, which
+    moves far fewer rows than exploding every token into its own row.
+    """
     from pyspark.sql import functions as F
 
-    bigrams = F.expr(f"transform(slice(tokens, 1, size(tokens) - 1), (a, i) -> concat(a, '{KEY_SEPARATOR}', "
-                     f"tokens[i + 1]))")
-    grams = chunks.select(F.explode(F.concat("tokens", bigrams)).alias("gram"))
-    return grams.groupBy("gram").agg(F.count(F.lit(1)).alias("count"))
+    rewrite = phrase_rewriter(chunks, passes, connector)
+
+    def count(batches):
+        for batch in batches:
+            yield from gram_counts(rewrite(batch.column("tokens")), bigrams)
+
+    partial = chunks.select("tokens").mapInArrow(count, "gram string, count long")
+    return partial.groupBy("gram").agg(F.sum("count").alias("count"))
+
+
+def phrase_rewriter(chunks: "DataFrame", passes: list[list[str]], connector: str):
+    """A function of a token ListArray that joins each pass's phrases in turn, for use inside Arrow UDFs."""
+    shipped = chunks.sparkSession.sparkContext.broadcast([list(keys) for keys in passes]) if passes else None
+
+    def rewrite(tokens: pa.ListArray) -> pa.ListArray:
+        for keys in (shipped.value if shipped is not None else []):
+            tokens = join_phrases(tokens, pa.array(keys, pa.string()), connector)
+        return tokens
+
+    return rewrite
 
 
 def unigram_counts(gram_counts: "DataFrame") -> "DataFrame":
@@ -88,14 +124,13 @@ def join_phrases(tokens: pa.ListArray, phrase_keys: pa.Array, connector: str) ->
     return pa.ListArray.from_arrays(pa.array(new_offsets, pa.int32()), values.filter(pa.array(keep)))
 
 
-def apply_phrases(chunks: "DataFrame", phrase_keys: list[str], connector: str) -> "DataFrame":
-    """(chunk_id, tokens) -> (chunk_id, tokens) with the given phrases joined by `connector`."""
-    keys = chunks.sparkSession.sparkContext.broadcast(phrase_keys)
+def apply_phrases(chunks: "DataFrame", passes: list[list[str]], connector: str) -> "DataFrame":
+    """(chunk_id, tokens) -> (chunk_id, tokens) with each pass's phrases ("a b" keys) joined by `connector`."""
+    rewrite = phrase_rewriter(chunks, passes, connector)
 
-    def rewrite(batches):
-        value_set = pa.array(keys.value, pa.string())
+    def rewrite_batches(batches):
         for batch in batches:
-            tokens = join_phrases(batch.column("tokens"), value_set, connector)
-            yield pa.RecordBatch.from_arrays([batch.column("chunk_id"), tokens], names=["chunk_id", "tokens"])
+            yield pa.RecordBatch.from_arrays([batch.column("chunk_id"), rewrite(batch.column("tokens"))],
+                                             names=["chunk_id", "tokens"])
 
-    return chunks.select("chunk_id", "tokens").mapInArrow(rewrite, "chunk_id long, tokens array<string>")
+    return chunks.select("chunk_id", "tokens").mapInArrow(rewrite_batches, "chunk_id long, tokens array<string>")

@@ -14,6 +14,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from w2vdist.preprocess.phrases import phrase_rewriter
 from w2vdist.preprocess.randomness import SUBSAMPLE_STREAM, uniform
 
 if TYPE_CHECKING:
@@ -47,9 +48,12 @@ def subsample_tokens(chunk_ids: np.ndarray, tokens: pa.ListArray, vocab_words: p
     return pa.ListArray.from_arrays(pa.array(new_offsets, pa.int32()), pa.array(ids[keep], pa.int32()))
 
 
-def subsample(chunks: "DataFrame", vocab: pa.Table, sample: float, seed: int) -> "DataFrame":
-    """(chunk_id, tokens) -> (chunk_id, ids): the corpus as vocabulary ids after min_count and subsampling."""
+def subsample(chunks: "DataFrame", vocab: pa.Table, sample: float, seed: int, passes: list[list[str]] = (),
+              connector: str = "_") -> "DataFrame":
+    """(chunk_id, tokens) -> (chunk_id, ids): the corpus, with the phrase passes joined, as vocabulary ids after
+    min_count and subsampling."""
     sc = chunks.sparkSession.sparkContext
+    rewrite = phrase_rewriter(chunks, passes, connector)
     words = sc.broadcast(vocab["word"].to_pylist())
     keep = sc.broadcast(keep_probabilities(vocab["count"].to_numpy(), sample))
 
@@ -57,7 +61,7 @@ def subsample(chunks: "DataFrame", vocab: pa.Table, sample: float, seed: int) ->
         value_set = pa.array(words.value, pa.string())
         for batch in batches:
             chunk_ids = batch.column("chunk_id").to_numpy()
-            ids = subsample_tokens(chunk_ids, batch.column("tokens"), value_set, keep.value, seed)
+            ids = subsample_tokens(chunk_ids, rewrite(batch.column("tokens")), value_set, keep.value, seed)
             yield pa.RecordBatch.from_arrays([batch.column("chunk_id"), ids], names=["chunk_id", "ids"])
 
     return chunks.select("chunk_id", "tokens").mapInArrow(to_ids, "chunk_id long, ids array<int>")

@@ -8,6 +8,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from w2vdist.errors import ConfigError
+from w2vdist.preprocess.phrases import count_grams
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
@@ -15,11 +16,9 @@ if TYPE_CHECKING:
 VOCAB_SCHEMA = pa.schema([("id", pa.int32()), ("word", pa.string()), ("count", pa.int64())])
 
 
-def count_words(chunks: "DataFrame") -> "DataFrame":
-    """(tokens) -> (word, count) over every token."""
-    from pyspark.sql import functions as F
-
-    return chunks.select(F.explode("tokens").alias("word")).groupBy("word").agg(F.count(F.lit(1)).alias("count"))
+def count_words(chunks: "DataFrame", passes: list[list[str]] = (), connector: str = "_") -> "DataFrame":
+    """(tokens) -> (word, count) over every token, after joining the given phrase passes."""
+    return count_grams(chunks, passes, connector, bigrams=False).withColumnRenamed("gram", "word")
 
 
 def build_vocab(word_counts: "DataFrame", min_count: int, max_vocab_size: int | None) -> pa.Table:
