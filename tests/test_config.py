@@ -61,3 +61,16 @@ def test_cli_reports_a_bad_setting_without_a_traceback(tmp_path, capsys):
 def test_missing_config_file_is_named(tmp_path):
     with pytest.raises(ConfigError, match="nope.yaml"):
         load_config([tmp_path / "nope.yaml"])
+
+
+def test_profiles_take_addresses_from_the_environment(tmp_path, monkeypatch):
+    path = tmp_path / "cluster.yaml"
+    path.write_text("spark_master: ${SPARK_MASTER_URL}\nray_address: ${RAY_ADDRESS:-auto}\n"
+                    "num_workers: ${WORKERS:-2}\n")
+    monkeypatch.setenv("SPARK_MASTER_URL", "spark://10.0.0.5:7077")
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    config = load_config([path])
+    assert (config.spark_master, config.ray_address, config.num_workers) == ("spark://10.0.0.5:7077", "auto", 2)
+    monkeypatch.delenv("SPARK_MASTER_URL")
+    with pytest.raises(ConfigError, match="'spark_master' needs the environment variable SPARK_MASTER_URL"):
+        load_config([path])

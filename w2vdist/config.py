@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import os
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -224,6 +226,33 @@ def parse_override(text: str) -> tuple[str, Any]:
     return key, value
 
 
+_ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def _expand_env(value: Any, key: str, path: Path) -> Any:
+    """`${NAME}` or `${NAME:-default}` in a file's string values come from the environment (cluster profiles)."""
+    if isinstance(value, list):
+        return [_expand_env(v, key, path) for v in value]
+    if isinstance(value, dict):
+        return {k: _expand_env(v, key, path) for k, v in value.items()}
+    if not isinstance(value, str) or "${" not in value:
+        return value
+
+    def substitute(match: re.Match) -> str:
+        name, default = match.group(1), match.group(2)
+        if name in os.environ:
+            return os.environ[name]
+        if default is not None:
+            return default
+        raise ConfigError(f"config file '{path}': setting '{key}' needs the environment variable {name}, "
+                          f"which is not set")
+
+    expanded = _ENV_REFERENCE.sub(substitute, value)
+    if _ENV_REFERENCE.fullmatch(value):  # a whole-value reference is typed like any YAML value: 4, true, null
+        return yaml.safe_load(expanded) if expanded.strip() else None
+    return expanded
+
+
 def _read_yaml(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"config file '{path}' does not exist")
@@ -235,7 +264,7 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(f"config file '{path}' must be a mapping of setting: value, got {type(data).__name__}")
-    return data
+    return {str(key): _expand_env(value, str(key), path) for key, value in data.items()}
 
 
 def load_config(paths: typing.Sequence[str | Path] = (), overrides: typing.Sequence[str] = (),
