@@ -40,6 +40,7 @@ def _add_preprocess(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--force", action="store_true", help="redo even if a complete output matches (setting `force`)")
     p.add_argument("--config", action="append", default=[], metavar="YAML",
                    help="a settings file; may be given more than once, later files win")
+    p.add_argument("--submitted", action="store_true", help=argparse.SUPPRESS)  # set by jobs/preprocess.py
     p.set_defaults(handler=_run_preprocess)
 
 
@@ -55,12 +56,30 @@ def _run_preprocess(args: argparse.Namespace) -> int:
     if args.force:
         values["force"] = True
     config = load_config(args.config, overrides, values)
-    run_preprocess(config)
+    run_preprocess(config, submitted=args.submitted)
+    return 0
+
+
+# --- train -----------------------------------------------------------------------------------------------------
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="Ray Train: skip-gram negative sampling on the run directory's pairs/",
+                       description="Train the input and output tables, sharded by columns over num_workers Ray "
+                                   "Train workers, and write vectors/ into the run directory.")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a run directory with a complete preprocess output")
+    _config_args(p)
+    p.set_defaults(handler=_run_train)
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from w2vdist.train.launcher import run_train
+
+    run_train(load_config(args.config, args.overrides, {"out": args.run_dir}))
     return 0
 
 
 SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_preprocess,
+    _add_train,
     *commands.SUBCOMMANDS,
 ]
 

@@ -1,0 +1,72 @@
+"""`w2vdist plot`: a labelled PNG and an offline 3-D HTML page, words coloured by list; clear errors."""
+
+import re
+
+import matplotlib.image
+import pytest
+
+from tests.vector_helpers import text8_vectors
+from w2vdist.cli import main
+from w2vdist.errors import UnknownWordsError, UsageError
+from w2vdist.plots import select_words
+
+COUNTRIES = ["france", "germany", "italy", "spain", "england", "russia", "china", "japan"]
+NUMBERS = ["one", "two", "three", "four", "five", "six", "seven", "eight"]
+
+
+@pytest.fixture(scope="module")
+def vector_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("vectors") / "text8.bin"
+    text8_vectors().save(path, "word2vec-binary")
+    return path
+
+
+@pytest.fixture
+def lists(tmp_path):
+    (tmp_path / "countries.txt").write_text("\n".join(COUNTRIES) + "\n")
+    (tmp_path / "numbers.txt").write_text(" ".join(NUMBERS))
+    return [str(tmp_path / "countries.txt"), str(tmp_path / "numbers.txt")]
+
+
+@pytest.mark.parametrize("method", ["pca", "tsne"])
+def test_png_and_offline_html_are_written(vector_file, lists, tmp_path, capsys, method):
+    out = tmp_path / "pictures" / f"space-{method}"
+    argv = ["plot", str(vector_file), "king", "queen", "--list", lists[0], "--list", lists[1], "--method", method,
+            "--out", str(out)]
+    assert main(argv) == 0
+    assert "drew 18 words" in capsys.readouterr().out
+    image = matplotlib.image.imread(out.with_suffix(".png"))
+    assert image.shape[0] > 400 and image.shape[1] > 400
+    assert image[..., :3].std() > 0.05  # points and labels, not a blank canvas
+    html = out.with_suffix(".html").read_text(encoding="utf-8")
+    assert len(html) > 1_000_000  # plotly.js is embedded
+    assert not re.search(r"<script[^>]*src=[\"']?https?:", html)
+    for word in COUNTRIES + NUMBERS + ["king", "queen"]:
+        assert f'"{word}"' in html
+    assert '"name":"countries"' in html and '"name":"numbers"' in html and '"type":"scatter3d"' in html
+
+
+def test_top_words_fill_their_own_group(vector_file, tmp_path):
+    vectors = text8_vectors()
+    selection = select_words(vectors, [vectors.words[500], vectors.words[3]], top=50)
+    assert selection.words[:2] == [vectors.words[500], vectors.words[3]]  # a word is drawn in its first group
+    assert len(selection.words) == 51 and selection.groups[2:] == ["top 50"] * 49
+    assert main(["plot", str(vector_file), "--top", "60", "--out", str(tmp_path / "top")]) == 0
+    assert (tmp_path / "top.png").stat().st_size > 20_000
+
+
+def test_unknown_words_are_listed_unless_skipped(lists, tmp_path):
+    vectors = text8_vectors()
+    with pytest.raises(UnknownWordsError, match="unknown words 'qqqx', 'France' .did you mean 'france'.*"
+                                                "--skip-unknown leaves them out"):
+        select_words(vectors, ["qqqx", "France", "king"], lists)
+    selection = select_words(vectors, ["qqqx", "France", "king"], lists, skip_unknown=True)
+    assert "king" in selection.words and "qqqx" not in selection.words
+    assert selection.groups[:len(COUNTRIES)] == ["countries"] * len(COUNTRIES)
+
+
+def test_too_few_words_or_none_chosen(vector_file, capsys):
+    with pytest.raises(UsageError, match="a picture needs at least 3"):
+        select_words(text8_vectors(), ["king", "queen"])
+    assert main(["plot", str(vector_file), "--out", "x"]) == 2
+    assert "choose the words to draw" in capsys.readouterr().err

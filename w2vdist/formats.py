@@ -1,0 +1,366 @@
+"""Vector file formats: read and write word2vec text and binary, Parquet and NumPy; read GloVe text.
+
+| format            | layout                                                                          | counts |
+| ----------------- | ------------------------------------------------------------------------------- | ------ |
+| `word2vec`        | text: a `V D` header line, then `word v1 .. vD` per line                        | no     |
+| `word2vec-binary` | a `V D` header line, then per word `word `, D little-endian float32s and `\\n`  | no     |
+| `glove`           | text like `word2vec` without the header line (read only)                        | no     |
+| `parquet`         | columns `word`, `count`, `vector: list<float32>`; a file or a folder of parts;  | yes    |
+|                   | an `id` column, when present (the run directory's `vectors/`), orders the rows  |        |
+| `npy`             | `NAME.npy` (V x D float32) and `NAME.vocab.tsv` beside it: `word<TAB>count`     | yes    |
+
+Text and binary files may be gzip-compressed; that, and which of the three text-like formats a file is, is read
+from its first bytes. Text is written with 9 significant digits, which round-trips float32 exactly.
+"""
+
+from __future__ import annotations
+
+import codecs
+import contextlib
+import gzip
+import os
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from w2vdist.errors import VectorFileError
+
+READ_FORMATS = ("word2vec", "word2vec-binary", "glove", "parquet", "npy")
+WRITE_FORMATS = ("word2vec", "word2vec-binary", "parquet", "npy")
+
+_GZIP_MAGIC = b"\x1f\x8b"
+_SNIFF_BYTES = 1 << 16
+_WRITE_ROWS = 65536  # rows per text chunk and Parquet row group; keeps list offsets within int32
+
+
+@dataclass
+class VectorTable:
+    words: list[str]
+    matrix: np.ndarray  # (V, D) float32, row i is words[i]
+    counts: np.ndarray | None  # int64 per word, None when the format does not carry them
+
+
+def vocab_path(npy_path: Path) -> Path:
+    """The vocabulary file that goes with a `.npy` matrix."""
+    return npy_path.with_suffix(".vocab.tsv")
+
+
+# --- reading ---------------------------------------------------------------------------------------------------
+def detect_format(path: Path) -> str:
+    if path.is_dir():
+        return "parquet"
+    suffix = path.suffix.lower()
+    if suffix == ".parquet":
+        return "parquet"
+    if suffix == ".npy":
+        return "npy"
+    with _open(path) as f:
+        sample = f.read(_SNIFF_BYTES)
+    first_line, _, rest = sample.partition(b"\n")
+    if not _is_header(first_line):
+        return "glove"
+    return "word2vec" if _looks_like_text(rest) else "word2vec-binary"
+
+
+def read_vectors(path: Path, format: str | None = None) -> VectorTable:
+    if not path.exists():
+        raise VectorFileError(f"vector file '{path}' does not exist")
+    if format is not None and format not in READ_FORMATS:
+        raise VectorFileError(f"unknown vector format '{format}': expected one of {', '.join(READ_FORMATS)}")
+    format = format or detect_format(path)
+    if format == "parquet":
+        return _read_parquet(path)
+    if format == "npy":
+        return _read_npy(path)
+    if format == "word2vec-binary":
+        return _read_word2vec_binary(path)
+    return _read_text(path, header=format == "word2vec")
+
+
+def _open(path: Path):
+    try:
+        f = open(path, "rb")
+    except OSError as exc:
+        raise VectorFileError(f"cannot read vector file '{path}': {exc.strerror}") from None
+    if f.read(2) == _GZIP_MAGIC:
+        f.close()
+        return gzip.open(path, "rb")
+    f.seek(0)
+    return f
+
+
+def _read_all(path: Path) -> bytes:
+    with _open(path) as f:
+        try:
+            return f.read()
+        except (OSError, EOFError) as exc:
+            raise VectorFileError(f"cannot read vector file '{path}': {exc}") from None
+
+
+def _is_header(line: bytes | str) -> bool:
+    parts = line.split()
+    return len(parts) == 2 and all(p.isdigit() for p in parts)
+
+
+def _looks_like_text(sample: bytes) -> bool:
+    try:  # the sample may end inside a multi-byte character, which a non-final decode tolerates
+        text = codecs.getincrementaldecoder("utf-8")().decode(sample, final=False)
+    except UnicodeDecodeError:
+        return False
+    return not any(ch < " " and ch not in "\t\n\r" for ch in text)
+
+
+def _parse_header(path: Path, line: str) -> tuple[int, int]:
+    if not _is_header(line):
+        shown = line[:80]
+        raise VectorFileError(f"'{path}' line 1: expected a header 'VOCAB_SIZE DIMENSIONS', got '{shown}'")
+    count, dim = (int(p) for p in line.split())
+    if count == 0 or dim == 0:
+        raise VectorFileError(f"'{path}' line 1: the header announces {count} words of {dim} dimensions; "
+                              f"a vector file needs at least one of each")
+    return count, dim
+
+
+def _read_text(path: Path, *, header: bool) -> VectorTable:
+    data = _read_all(path)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line_no = data.count(b"\n", 0, exc.start) + 1
+        raise VectorFileError(f"'{path}' line {line_no}: not UTF-8 text (byte {exc.start}); for a binary "
+                              f"word2vec file, give the format word2vec-binary (--input-format)") from None
+    lines = text.split("\n")
+    while lines and not lines[-1].strip():
+        lines.pop()
+    first_line_no = 1
+    if header:
+        count, dim = _parse_header(path, lines[0] if lines else "")
+        lines = lines[1:]
+        first_line_no = 2
+        if len(lines) != count:
+            raise VectorFileError(f"'{path}': the header announces {count} words but {len(lines)} lines follow")
+    if not lines:
+        raise VectorFileError(f"'{path}' holds no vectors")
+    split = [line.rstrip("\r").partition(" ") for line in lines]
+    words = [word for word, _, _ in split]
+    rests = [rest for _, _, rest in split]
+    if not header:
+        dim = len(rests[0].split())
+        if dim == 0:
+            raise VectorFileError(f"'{path}' line 1: expected a word and its vector, got '{lines[0][:80]}'")
+    matrix = _parse_rows(path, rests, dim, first_line_no)
+    return VectorTable(words, matrix, None)
+
+
+def _parse_rows(path: Path, rests: list[str], dim: int, first_line_no: int) -> np.ndarray:
+    try:
+        matrix = np.loadtxt(rests, dtype=np.float32, ndmin=2, comments=None)
+        if matrix.shape == (len(rests), dim):
+            return matrix
+    except ValueError:
+        pass
+    # The fast parse failed: find the first offending line to name it.
+    for offset, rest in enumerate(rests):
+        fields = rest.split()
+        line_no = first_line_no + offset
+        if len(fields) != dim:
+            raise VectorFileError(f"'{path}' line {line_no}: expected a word and {dim} numbers, "
+                                  f"got {len(fields)} numbers")
+        try:
+            np.array(fields, dtype=np.float32)
+        except ValueError:
+            raise VectorFileError(f"'{path}' line {line_no}: expected {dim} numbers after the word, "
+                                  f"got '{rest.strip()[:80]}'") from None
+    raise VectorFileError(f"'{path}': could not read the vectors")
+
+
+def _read_word2vec_binary(path: Path) -> VectorTable:
+    data = _read_all(path)
+    end = data.find(b"\n")
+    count, dim = _parse_header(path, (data[:end] if end >= 0 else data).decode("utf-8", "replace"))
+    vector_bytes = 4 * dim
+    words: list[str] = []
+    matrix = np.empty((count, dim), dtype=np.float32)
+    pos = end + 1
+    for row in range(count):
+        while data[pos:pos + 1] == b"\n":  # the C tool ends each record with a newline; gensim does not
+            pos += 1
+        space = data.find(b" ", pos)
+        if space < 0 or space + 1 + vector_bytes > len(data):
+            raise VectorFileError(f"'{path}': record {row + 1} of the {count} the header announces is cut short "
+                                  f"(each is a word, a space and {dim} float32s)")
+        try:
+            words.append(data[pos:space].decode("utf-8"))
+        except UnicodeDecodeError:
+            raise VectorFileError(f"'{path}': the word of record {row + 1} (byte {pos}) is not UTF-8") from None
+        matrix[row] = np.frombuffer(data, dtype="<f4", count=dim, offset=space + 1)
+        pos = space + 1 + vector_bytes
+    return VectorTable(words, matrix, None)
+
+
+def _read_parquet(path: Path) -> VectorTable:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowException, OSError) as exc:
+        raise VectorFileError(f"'{path}' is not a readable Parquet file or folder: {exc}") from None
+    missing = [name for name in ("word", "vector") if name not in table.column_names]
+    if missing:
+        raise VectorFileError(f"'{path}' lacks the column(s) {', '.join(missing)}: expected word: string, "
+                              f"count: int64 (optional), vector: list<float32>")
+    if table.num_rows == 0:
+        raise VectorFileError(f"'{path}' holds no vectors")
+    if "id" in table.column_names:
+        table = table.sort_by("id")
+    for name in ("word", "vector"):
+        if table.column(name).null_count:
+            raise VectorFileError(f"'{path}': the column {name} has null values")
+    vectors = table.column("vector").combine_chunks()
+    if not (pa.types.is_list(vectors.type) or pa.types.is_large_list(vectors.type)
+            or pa.types.is_fixed_size_list(vectors.type)):
+        raise VectorFileError(f"'{path}': the column vector is {vectors.type}, expected list<float32>")
+    lengths = pc.list_value_length(vectors).to_numpy()
+    dim = int(lengths[0])
+    uneven = np.flatnonzero(lengths != dim)
+    if uneven.size or dim == 0:
+        row = int(uneven[0]) if uneven.size else 0
+        raise VectorFileError(f"'{path}': row {row} has a vector of {lengths[row]} numbers, the first row {dim}; "
+                              f"all vectors must have the same non-zero length")
+    matrix = vectors.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False).reshape(-1, dim)
+    counts = None
+    if "count" in table.column_names and table.column("count").null_count == 0:
+        counts = table.column("count").to_numpy().astype(np.int64, copy=False)
+    return VectorTable(table.column("word").to_pylist(), matrix, counts)
+
+
+def _read_npy(path: Path) -> VectorTable:
+    try:
+        matrix = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise VectorFileError(f"'{path}' is not a readable .npy file: {exc}") from None
+    if matrix.ndim != 2 or not np.issubdtype(matrix.dtype, np.floating):
+        raise VectorFileError(f"'{path}' holds a {matrix.dtype} array of shape {matrix.shape}, "
+                              f"expected a 2-D float matrix")
+    words_file = vocab_path(path)
+    if not words_file.is_file():
+        raise VectorFileError(f"'{path}' needs its vocabulary '{words_file}' beside it (word<TAB>count per row)")
+    lines = words_file.read_text(encoding="utf-8").split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    if len(lines) != matrix.shape[0]:
+        raise VectorFileError(f"'{words_file}' has {len(lines)} lines but '{path}' has {matrix.shape[0]} rows")
+    matrix = matrix.astype(np.float32, copy=False)
+    fields = [line.split("\t") for line in lines]
+    if all(len(f) == 1 for f in fields):
+        return VectorTable(lines, matrix, None)
+    bad = next((i for i, f in enumerate(fields) if len(f) != 2 or not f[1].isdigit()), None)
+    if bad is not None:
+        raise VectorFileError(f"'{words_file}' line {bad + 1}: expected 'word<TAB>count' like the other lines, "
+                              f"got '{lines[bad][:80]}'")
+    counts = np.array([f[1] for f in fields], dtype=np.int64)
+    return VectorTable([f[0] for f in fields], matrix, counts)
+
+
+# --- writing ---------------------------------------------------------------------------------------------------
+def write_vectors(table: VectorTable, path: Path, format: str) -> list[Path]:
+    """Write `table` to `path` in `format`; returns the files written (npy writes two)."""
+    if format not in WRITE_FORMATS:
+        raise VectorFileError(f"unknown export format '{format}': expected one of {', '.join(WRITE_FORMATS)}")
+    if format == "npy" and path.suffix != ".npy":
+        raise VectorFileError(f"output '{path}': the npy format needs a path ending in .npy "
+                              f"(the vocabulary goes to NAME.vocab.tsv beside it)")
+    if format in ("word2vec", "word2vec-binary"):
+        _check_words_have_no_space(table.words)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if format == "word2vec":
+        with _replacing(path) as tmp:
+            _write_word2vec_text(table, tmp)
+    elif format == "word2vec-binary":
+        with _replacing(path) as tmp:
+            _write_word2vec_binary(table, tmp)
+    elif format == "parquet":
+        with _replacing(path) as tmp:
+            _write_parquet(table, tmp)
+    else:
+        with _replacing(path) as tmp:
+            with open(tmp, "wb") as f:
+                np.save(f, table.matrix.astype(np.float32, copy=False))
+        with _replacing(vocab_path(path)) as tmp:
+            _write_vocab(table, tmp)
+        return [path, vocab_path(path)]
+    return [path]
+
+
+@contextlib.contextmanager
+def _replacing(path: Path) -> Iterator[Path]:
+    """Write to a temporary file beside `path`, then rename: a failed export never leaves half a file."""
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _check_words_have_no_space(words: list[str]) -> None:
+    bad = [w for w in words if not w or len(w.split()) != 1 or w.strip() != w]
+    if bad:
+        shown = ", ".join(repr(w) for w in bad[:5])
+        raise VectorFileError(f"{len(bad)} word(s) are empty or contain white space ({shown}); the word2vec "
+                              f"formats separate words by spaces: export to parquet or npy instead")
+
+
+def _write_word2vec_text(table: VectorTable, path: Path) -> None:
+    rows, dim = table.matrix.shape
+    row_format = " ".join(["%.9g"] * dim)
+    with open(path, "w", encoding="utf-8", newline="\n") as f:
+        f.write(f"{rows} {dim}\n")
+        for start in range(0, rows, _WRITE_ROWS):
+            chunk = table.matrix[start:start + _WRITE_ROWS].tolist()
+            words = table.words[start:start + _WRITE_ROWS]
+            f.write("".join(f"{word} {row_format % tuple(row)}\n" for word, row in zip(words, chunk)))
+
+
+def _write_word2vec_binary(table: VectorTable, path: Path) -> None:
+    rows, dim = table.matrix.shape
+    vector_bytes = 4 * dim
+    with open(path, "wb") as f:
+        f.write(f"{rows} {dim}\n".encode())
+        for start in range(0, rows, _WRITE_ROWS):
+            data = np.ascontiguousarray(table.matrix[start:start + _WRITE_ROWS], dtype="<f4").tobytes()
+            words = table.words[start:start + _WRITE_ROWS]
+            f.write(b"".join(word.encode("utf-8") + b" " + data[i * vector_bytes:(i + 1) * vector_bytes] + b"\n"
+                             for i, word in enumerate(words)))
+
+
+def _write_parquet(table: VectorTable, path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows, dim = table.matrix.shape
+    schema = pa.schema([("word", pa.string()), ("count", pa.int64()), ("vector", pa.list_(pa.float32()))])
+    with pq.ParquetWriter(path, schema) as writer:
+        for start in range(0, rows, _WRITE_ROWS):
+            chunk = np.ascontiguousarray(table.matrix[start:start + _WRITE_ROWS], dtype=np.float32)
+            offsets = np.arange(0, chunk.size + 1, dim, dtype=np.int32)
+            vectors = pa.ListArray.from_arrays(pa.array(offsets), pa.array(chunk.ravel()))
+            counts = (pa.array(table.counts[start:start + _WRITE_ROWS], pa.int64()) if table.counts is not None
+                      else pa.nulls(len(chunk), pa.int64()))
+            writer.write_table(pa.table({"word": table.words[start:start + _WRITE_ROWS], "count": counts,
+                                         "vector": vectors}, schema=schema))
+
+
+def _write_vocab(table: VectorTable, path: Path) -> None:
+    if any("\t" in w or "\n" in w for w in table.words):
+        raise VectorFileError("a word contains a tab or a newline, which the npy vocabulary file cannot hold")
+    if table.counts is None:
+        lines = table.words
+    else:
+        lines = [f"{word}\t{count}" for word, count in zip(table.words, table.counts.tolist())]
+    path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
