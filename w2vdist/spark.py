@@ -24,6 +24,10 @@ def spark_session(config: Config, app_name: str, submitted: bool = False) -> Ite
     127.0.0.1 when it is local, and stops it afterwards."""
     from pyspark.sql import SparkSession
 
+    active = SparkSession.getActiveSession()
+    if active is not None:  # a notebook's or a test's session: use it, leave it running
+        yield active
+        return
     builder = SparkSession.builder.appName(app_name)
     if not submitted:
         builder = builder.master(config.spark_master)
@@ -34,7 +38,8 @@ def spark_session(config: Config, app_name: str, submitted: bool = False) -> Ite
                        .config("spark.driver.bindAddress", "127.0.0.1"))
         builder = builder.config("spark.ui.showConsoleProgress", "false")
         for key, value in config.spark_conf.items():
-            builder = builder.config(key, value)
+            if value != "":  # an unset `${VAR:-}` in a profile leaves the property to Spark
+                builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")
     try:
