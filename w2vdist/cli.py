@@ -77,9 +77,36 @@ def _run_train(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- pipeline --------------------------------------------------------------------------------------------------
+def _add_pipeline(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("pipeline", help="preprocess, train, export and evaluate into one run directory",
+                       description="Run every stage into the run directory `out`, skipping those whose output is "
+                                   "complete for the same inputs and settings. Prints one summary line; exit code "
+                                   "0 done, 1 a stage failed, 2 bad settings or input.")
+    p.add_argument("config_file", metavar="CONFIG", help="a settings file (conf/local.yaml, conf/cluster.yaml ...)")
+    p.add_argument("--config", action="append", default=[], metavar="YAML", help="more settings files, applied "
+                                                                                  "after CONFIG (conf/gpu.yaml)")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help=OVERRIDES_HELP + " (input=..., out=...)")
+    p.set_defaults(handler=_run_pipeline)
+
+
+def _run_pipeline(args: argparse.Namespace) -> int:
+    from w2vdist.pipeline import StageFailed, run_pipeline
+
+    config = load_config([args.config_file, *args.config], args.overrides)
+    try:
+        result = run_pipeline(config)
+    except StageFailed as failed:
+        print(failed.result.summary())
+        return UsageError.exit_code if isinstance(failed.cause, UsageError) else 1
+    print(result.summary())
+    return 0
+
+
 SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_preprocess,
     _add_train,
+    _add_pipeline,
     *commands.SUBCOMMANDS,
 ]
 

@@ -23,6 +23,7 @@ from w2vdist.errors import ConfigError
 
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "conf" / "default.yaml"
 
+EXPORT_FORMATS = ("word2vec", "word2vec-binary", "parquet", "npy")
 DEFAULT_TOKEN_PATTERN = r"[\p{L}\p{M}\p{N}]+(?:['’][\p{L}\p{M}\p{N}]+)*"
 
 
@@ -103,6 +104,17 @@ class Config:
     probe_words: list[str] = _setting([], "Words whose nearest neighbours are recorded during training "
                                           "(RUN_DIR/probes/probes.jsonl).")
     probe_every: int = _setting(1000, "Steps between two probe records.", min=1)
+
+    # --- pipeline: export and evaluation -------------------------------------------------------------------------
+    export_formats: list[str] = _setting(["word2vec-binary"], "Formats `w2vdist pipeline` exports into RUN_DIR/export/ "
+                                                             "(word2vec, word2vec-binary, parquet, npy).")
+    eval_analogies: str | None = _setting(None, "An analogy file (questions-words.txt format) the pipeline scores.")
+    eval_similarity: list[str] = _setting([], "Word-pair similarity files (word1 word2 score) the pipeline scores.")
+
+    # --- experiment tracking (optional extra: pip install "w2vdist[mlflow]") --------------------------------------
+    tracking: bool = _setting(False, "Log the pipeline's settings, metrics and artifacts to MLflow.")
+    tracking_uri: str | None = _setting(None, "MLflow tracking URI; null: a local file store in RUN_DIR/mlruns.")
+    experiment_name: str = _setting("w2vdist", "The MLflow experiment runs are logged under.")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -316,6 +328,10 @@ def _cross_checks(config: Config) -> list[str]:
                         f"got {config.phrase_threshold!r}")
     if config.min_alpha > config.alpha:
         problems.append(f"setting 'min_alpha' ({config.min_alpha}) must not exceed 'alpha' ({config.alpha})")
+    unknown_formats = [f for f in config.export_formats if f not in EXPORT_FORMATS]
+    if unknown_formats:
+        problems.append(f"setting 'export_formats' has {', '.join(unknown_formats)}: expected some of "
+                        f"{', '.join(EXPORT_FORMATS)}")
     if not config.phrase_connector or any(c.isspace() for c in config.phrase_connector):
         problems.append("setting 'phrase_connector' must be a non-empty string without white space")
     return problems
