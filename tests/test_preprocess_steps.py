@@ -156,3 +156,15 @@ def test_no_pair_crosses_a_chunk_and_spark_shuffling_loses_nothing(spark):
     assert all(c // 1000 == x // 1000 for c, x in got)
     centers, contexts = window_pairs(np.arange(len(lists)), pa.array(lists, pa.list_(pa.int32())), 5, 4)
     assert Counter(got) == Counter(zip(centers.tolist(), contexts.tolist()))
+
+
+def test_retraining_vocabulary_keeps_base_ids_and_appends_new_words():
+    from w2vdist.preprocess.vocab import merge_vocab, order_vocab
+
+    base = order_vocab(pa.array(["the", "king", "queen"]), pa.array([50, 9, 8]))
+    new = order_vocab(pa.array(["the", "prince", "queen", "duke"]), pa.array([70, 12, 6, 5]))
+    merged = merge_vocab(base, {"the": 70, "queen": 6}, new)
+    assert merged.to_pylist() == [
+        {"id": 0, "word": "the", "count": 70}, {"id": 1, "word": "king", "count": 0},
+        {"id": 2, "word": "queen", "count": 6}, {"id": 3, "word": "prince", "count": 12},
+        {"id": 4, "word": "duke", "count": 5}]

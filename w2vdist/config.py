@@ -73,6 +73,8 @@ class Config:
     pairs_per_file: int = _setting(4_000_000, "About how many (center, context) pairs one pairs/ file holds.",
                                    min=1000)
     seed: int = _setting(1, "Seeds subsampling, windows, shuffling, initialisation and negative sampling.", min=0)
+    base_run: str | None = _setting(None, "Retrain from a previous run directory: its words keep their ids and "
+                                          "trained vectors, new words are added after them and start fresh.")
     # --- Spark -------------------------------------------------------------------------------------------------
     spark_master: str = _setting("local[*]", "Spark master URL when w2vdist starts Spark itself "
                                              "(spark-submit's --master wins).")

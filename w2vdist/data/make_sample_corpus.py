@@ -27,8 +27,8 @@ FILLER = ["the", "a", "of", "and", "in", "is", "was", "to", "with", "for", "on",
           "small", "famous", "beautiful", "historic", "modern"]
 
 
-def sentence(rng: random.Random) -> str:
-    country, capital, currency, adjective, city = rng.choice(COUNTRIES)
+def sentence(rng: random.Random, countries: list[tuple[str, ...]] = COUNTRIES) -> str:
+    country, capital, currency, adjective, city = rng.choice(countries)
     male, female = rng.choice(FAMILY)
     us_city = rng.choice(US_CITIES)
     templates = [
@@ -51,11 +51,15 @@ def sentence(rng: random.Random) -> str:
     return text[0].upper() + text[1:] + "."
 
 
-def main(sentences: int = 40_000, seed: int = 1) -> None:
+def paragraphs(sentences: int, seed: int, countries: list[tuple[str, ...]] = COUNTRIES) -> list[str]:
+    """Paragraphs of four sentences, one per line."""
     rng = random.Random(seed)
-    lines = []
-    for _ in range(sentences // 4):  # paragraphs of four sentences, one per line
-        lines.append(" ".join(sentence(rng) for _ in range(4)).replace("mexico_city", "mexico city"))
+    return [" ".join(sentence(rng, countries) for _ in range(4)).replace("mexico_city", "mexico city")
+            for _ in range(sentences // 4)]
+
+
+def main(sentences: int = 40_000, seed: int = 1) -> None:
+    lines = paragraphs(sentences, seed)
     path = Path(__file__).with_name("sample_corpus.txt.gz")
     with gzip.GzipFile(path, "wb", mtime=0) as handle:
         handle.write(("\n".join(lines) + "\n").encode("utf-8"))

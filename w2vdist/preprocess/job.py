@@ -28,7 +28,7 @@ from w2vdist.preprocess.chunks import tokenize_documents
 from w2vdist.preprocess.inputs import InputFile, discover_inputs, read_documents
 from w2vdist.preprocess.pairs import expected_pairs, make_pairs
 from w2vdist.preprocess.subsample import expected_kept, subsample
-from w2vdist.preprocess.vocab import build_vocab, count_words
+from w2vdist.preprocess.vocab import VOCAB_SCHEMA, build_vocab, count_words, merge_vocab
 from w2vdist.rundir import RunDir, fingerprint
 from w2vdist.spark import SparkProgress, spark_session
 from w2vdist.tokenizer import Tokenizer
@@ -52,9 +52,10 @@ def run_preprocess(config: Config, spark: "SparkSession | None" = None, submitte
     if not config.out:
         raise ConfigError("setting 'out' is required: the run directory (--out RUN_DIR)")
     files = discover_inputs(config.input, config)
+    base = _base_run_record(config)
     run = RunDir(config.out, create=True)
     inputs = [f.as_record() for f in files]
-    stamp = fingerprint({"settings": config.subset(SETTINGS), "inputs": inputs})
+    stamp = fingerprint({"settings": config.subset(SETTINGS), "inputs": inputs, "base_run": base})
     if not config.force and run.is_complete(STAGE, stamp):
         log.info("preprocess: %s is complete for these inputs and settings; nothing to do (force=true redoes it)",
                  run.path)
@@ -68,8 +69,8 @@ def run_preprocess(config: Config, spark: "SparkSession | None" = None, submitte
         else:
             stats, seconds = _preprocess(spark, files, config, staging)
         seconds["total"] = round(time.monotonic() - started, 2)
-        record = {"fingerprint": stamp, "config": config.subset(SETTINGS), "inputs": inputs, "stats": stats,
-                  "seconds": seconds}
+        record = {"fingerprint": stamp, "config": config.subset(SETTINGS), "inputs": inputs, "base_run": base,
+                  "stats": stats, "seconds": seconds}
         record = run.commit(STAGE, staging, OUTPUTS, record)
     except BaseException:
         run.abandon(staging)
@@ -78,6 +79,18 @@ def run_preprocess(config: Config, spark: "SparkSession | None" = None, submitte
              seconds["total"], f"{stats['raw_tokens']:,}", f"{stats['vocab_size']:,}", f"{stats['pairs']:,}",
              stats["pair_files"], run.path)
     return record
+
+
+def _base_run_record(config: Config) -> dict[str, Any] | None:
+    """Which trained run a retraining starts from; checked before any work."""
+    if not config.base_run:
+        return None
+    base = RunDir(config.base_run)
+    if Path(config.base_run).resolve() == Path(config.out).resolve():
+        raise ConfigError("setting 'base_run' must name another run directory than 'out'")
+    base.require_complete("preprocess", "retraining (setting 'base_run')")
+    trained = base.require_complete("train", "retraining (setting 'base_run')")
+    return {"path": str(base.path.resolve()), "train_completed": trained["completed"]}
 
 
 class _Steps:
@@ -103,6 +116,17 @@ def _materialise(frame: "DataFrame", path: Path, **options) -> "DataFrame":
         writer = writer.option(key, value)
     writer.parquet(str(path))
     return frame.sparkSession.read.parquet(str(path))
+
+
+def _merge_base_vocab(spark: "SparkSession", word_counts: "DataFrame", vocab: pa.Table, base_run: str) -> pa.Table:
+    from pyspark.sql import functions as F
+
+    base = pq.read_table(RunDir(base_run).path / "vocab", schema=VOCAB_SCHEMA)
+    known = spark.createDataFrame(base.select(["word"]).to_pandas())
+    counts = word_counts.join(F.broadcast(known), "word").toArrow()
+    merged = merge_vocab(base, dict(zip(counts["word"].to_pylist(), counts["count"].to_pylist())), vocab)
+    log.info("vocab: %d words from base run %s, %d new", base.num_rows, base_run, merged.num_rows - base.num_rows)
+    return merged
 
 
 def _preprocess(spark: "SparkSession", files: list[InputFile], config: Config, staging: Path):
@@ -153,6 +177,8 @@ def _preprocess(spark: "SparkSession", files: list[InputFile], config: Config, s
     word_counts = steps.run("count", lambda: _materialise(count_words(chunks, passes, config.phrase_connector),
                                                           staging / "word-counts"))
     vocab = steps.run("vocab", lambda: build_vocab(word_counts, config.min_count, config.max_vocab_size))
+    if config.base_run:
+        vocab = _merge_base_vocab(spark, word_counts, vocab, config.base_run)
     (staging / "vocab").mkdir()
     pq.write_table(vocab, staging / "vocab" / "part-00000.parquet")
     (staging / "phrases").mkdir()

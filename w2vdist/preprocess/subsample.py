@@ -26,7 +26,8 @@ def keep_probabilities(counts: np.ndarray, sample: float) -> np.ndarray:
     if sample <= 0:
         return np.ones_like(counts)
     threshold = sample * counts.sum()
-    return np.minimum((np.sqrt(counts / threshold) + 1.0) * threshold / counts, 1.0)
+    with np.errstate(divide="ignore"):  # a word absent from the corpus (retraining) is never drawn anyway
+        return np.minimum((np.sqrt(counts / threshold) + 1.0) * threshold / counts, 1.0)
 
 
 def expected_kept(counts: np.ndarray, sample: float) -> float:

@@ -42,3 +42,13 @@ def order_vocab(words: pa.Array, counts: pa.Array, max_vocab_size: int | None = 
     table = table.take(order)
     ids = pa.array(range(table.num_rows), pa.int32())
     return pa.table([ids, table["word"], table["count"]], schema=VOCAB_SCHEMA)
+
+
+def merge_vocab(base: pa.Table, base_counts: dict[str, int], new: pa.Table) -> pa.Table:
+    """Retraining: the base run's words keep their ids (with their counts in the new corpus, 0 when absent), and the
+    new vocabulary's other words follow in their own order, so known rows of the trained tables map over as is."""
+    added = new.filter(pc.invert(pc.is_in(new["word"], value_set=base["word"])))
+    words = base["word"].to_pylist() + added["word"].to_pylist()
+    counts = [base_counts.get(w, 0) for w in base["word"].to_pylist()] + added["count"].to_pylist()
+    return pa.table([pa.array(range(len(words)), pa.int32()), pa.array(words, pa.string()),
+                     pa.array(counts, pa.int64())], schema=VOCAB_SCHEMA)
