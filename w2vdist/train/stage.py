@@ -1,0 +1,107 @@
+"""The train stage's bookkeeping on the run directory, done by the driver (the launcher, or a run without Ray).
+
+Before training: a fresh start clears the last run's checkpoints and metrics; a resume checks that the latest
+checkpoint was made from this preprocess output with the same result settings. Either way the stage is marked
+incomplete in the manifest while it trains. After training: vectors/ is written from the last checkpoint's
+shards and committed with the stage's record.
+
+    RUN_DIR/train/checkpoints/        Ray Train's checkpoints (checkpoint-<step>/ with shard-RRRR.pt, state.json)
+    RUN_DIR/train/checkpoints-local/  the same, for runs without Ray
+    RUN_DIR/train/metrics.jsonl       one line per finished epoch (loop.Progress.end_epoch)
+    RUN_DIR/train/workers/rank-R.json the process, host, device and kernel of each worker
+    RUN_DIR/vectors/                  id int32, word string, count int64, vector list<float32>, ordered by id
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from w2vdist.errors import ConfigError, RunDirError
+from w2vdist.rundir import RunDir
+from w2vdist.train import checkpoints as ckpt
+from w2vdist.train.loop import METRICS_FILE, WORKERS_DIR
+from w2vdist.train.plan import RESULT_SETTINGS, TrainPlan, read_vocabulary
+
+STAGE = "train"
+TRAIN_DIR = "train"
+RAY_CHECKPOINTS = "checkpoints"
+LOCAL_CHECKPOINTS = "checkpoints-local"
+VECTORS_SCHEMA = pa.schema([("id", pa.int32()), ("word", pa.string()), ("count", pa.int64()),
+                            ("vector", pa.list_(pa.float32()))])
+ROWS_PER_BLOCK = 1 << 16
+
+
+def prepare(plan: TrainPlan, resume: bool, checkpoint_root: Path) -> None:
+    run = RunDir(plan.run_dir)
+    train_dir = run.path / TRAIN_DIR
+    if resume:
+        check_resumable(plan, checkpoint_root)
+    else:
+        shutil.rmtree(checkpoint_root, ignore_errors=True)
+        shutil.rmtree(train_dir / WORKERS_DIR, ignore_errors=True)
+        (train_dir / METRICS_FILE).unlink(missing_ok=True)
+    train_dir.mkdir(exist_ok=True)
+    run.abandon(run.begin(STAGE))  # marks the stage incomplete until finish() commits
+
+
+def check_resumable(plan: TrainPlan, checkpoint_root: Path) -> Path:
+    folder = ckpt.latest(checkpoint_root)
+    if folder is None:
+        raise RunDirError(f"resume=true but '{checkpoint_root}' holds no complete checkpoint: train with "
+                          f"resume=false to start afresh")
+    state = ckpt.read_state(folder)
+    if state["preprocess_completed"] != plan.preprocess_completed:
+        raise RunDirError(f"resume=true but checkpoint '{folder}' was made from an earlier preprocess output "
+                          f"(completed {state['preprocess_completed']}, now {plan.preprocess_completed}): "
+                          f"train with resume=false")
+    changed = [f"'{key}' was {state['settings'][key]!r}, now {plan.settings[key]!r}"
+               for key in RESULT_SETTINGS if state["settings"][key] != plan.settings[key]]
+    if changed:
+        raise ConfigError(f"resume=true but checkpoint '{folder}' was trained with other settings: "
+                          f"{'; '.join(changed)}. Resume with the same settings, or resume=false to start afresh")
+    return folder
+
+
+def finish(plan: TrainPlan, folder: Path, run_info: dict[str, Any]) -> dict[str, Any]:
+    """Write vectors/ from checkpoint `folder` and commit the stage with its record."""
+    run = RunDir(plan.run_dir)
+    state = ckpt.read_state(folder)
+    staging = run.begin(STAGE)
+    try:
+        (staging / "vectors").mkdir()
+        write_vectors(folder, read_vocabulary(run.path / "vocab"), staging / "vectors" / "part-00000.parquet")
+        epochs = state["epochs"]
+        seconds = sum(e["seconds"] for e in epochs)
+        record = {
+            "config": plan.settings,
+            "inputs": {"preprocess_completed": plan.preprocess_completed, "vocab_size": plan.vocab_size,
+                       "pairs_per_epoch": plan.pairs_per_epoch, "raw_tokens": plan.raw_tokens},
+            "stats": {"steps": state["step"], "epochs": epochs, "checkpoint": str(folder), **run_info,
+                      "words_per_s": round(plan.raw_tokens * len(epochs) / seconds, 1) if seconds else None,
+                      "final_loss": epochs[-1]["loss"] if epochs else None},
+            "seconds": {"train": round(seconds, 2)},
+        }
+        return run.commit(STAGE, staging, ["vectors"], record)
+    except BaseException:
+        run.abandon(staging)
+        raise
+
+
+def write_vectors(folder: Path, vocab: pa.Table, path: Path) -> None:
+    with pq.ParquetWriter(path, VECTORS_SCHEMA) as writer:
+        start = 0
+        for block in ckpt.input_row_blocks(folder, ROWS_PER_BLOCK):
+            rows, dim = block.shape
+            values = pa.array(block.numpy().reshape(-1), pa.float32())
+            offsets = pa.array(np.arange(rows + 1, dtype=np.int32) * dim)
+            part = vocab.slice(start, rows)
+            writer.write_table(pa.Table.from_arrays(
+                [part.column("id"), part.column("word"), part.column("count"),
+                 pa.ListArray.from_arrays(offsets, values)], schema=VECTORS_SCHEMA))
+            start += rows
