@@ -46,7 +46,7 @@ def test_random_sentences_are_permutations_of_the_26_words(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
+def trained(tmp_path_factory, spark):
     """Vectors trained on each language (a small corpus, seeded): see train_on_text for the trainer."""
     folder = tmp_path_factory.mktemp("synth")
     corpora = {"proximity": 2000, "random": 600}  # about 14,000 and 15,600 tokens
@@ -54,7 +54,7 @@ def trained(tmp_path_factory):
     for language, sentences in corpora.items():
         path = folder / f"{language}.txt"
         assert main(["synth", language, "--out", str(path), "--sentences", str(sentences), "--seed", "1"]) == 0
-        result[language] = train_on_text(path, seed=1, window=2 if language == "proximity" else 5)
+        result[language] = train_on_text(path, spark=spark, seed=1, window=2 if language == "proximity" else 5)
     return result
 
 

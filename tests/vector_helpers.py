@@ -69,14 +69,17 @@ def write_run_dir(path: Path, words: list[str], counts: np.ndarray, matrix: np.n
     return path
 
 
-def train_on_text(corpus: Path, *, seed: int, window: int, dim: int = 20, epochs: int = 5) -> Vectors:
-    """Skip-gram vectors of a one-sentence-per-line text file.
+def train_on_text(corpus: Path, *, spark, seed: int, window: int, dim: int = 20, epochs: int = 5) -> Vectors:
+    """Skip-gram vectors of a one-sentence-per-line text file, trained by the project itself: `w2vdist preprocess`
+    (on the given Spark session) then the training loop without Ray, every word kept and none subsampled."""
+    from w2vdist.config import load_config
+    from w2vdist.preprocess.job import run_preprocess
+    from w2vdist.train import loop
 
-    gensim stands in for `w2vdist train` until training lands: swap the project's trainer in here and every test
-    that trains on a synthetic language checks it instead."""
-    from gensim.models import Word2Vec
-
-    sentences = [line.split() for line in corpus.read_text(encoding="utf-8").splitlines()]
-    model = Word2Vec(sentences, vector_size=dim, window=window, min_count=1, sg=1, negative=5, epochs=epochs,
-                     sample=0, workers=1, seed=seed)
-    return vectors_of(model.wv)
+    run_dir = corpus.with_name(corpus.stem + "-run")
+    settings = [f"window={window}", "min_count=1", "phrase_passes=0", "sample=0", f"seed={seed}",
+                "pairs_per_file=100000"]
+    run_preprocess(load_config([], settings, {"input": [str(corpus)], "out": str(run_dir)}), spark=spark)
+    assert loop.main([str(run_dir), f"dim={dim}", f"epochs={epochs}", "batch_size=256", f"seed={seed}",
+                      "use_gpu=false"]) == 0
+    return Vectors.from_run(run_dir)
