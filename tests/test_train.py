@@ -359,3 +359,14 @@ def test_the_ray_job_script_is_the_train_command(tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2
     assert "w2vdist train: error" in done.stderr and "'dim' (10)" in done.stderr
+
+
+def test_a_diverging_run_stops_with_a_message_naming_the_settings(tmp_path, capsys):
+    from w2vdist.train import loop
+
+    run = build_run_dir(tmp_path / "run", two_topic_sentences(count=200), pairs_per_file=4000)
+    code = loop.main([str(run), "dim=100", "epochs=1", "alpha=5", "batch_size=512", "use_gpu=false"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "diverged in epoch 1" in err and "'batch_size' (now 512)" in err and "'alpha' (now 5.0)" in err
+    assert not (run / "vectors").exists()

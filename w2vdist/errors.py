@@ -40,3 +40,13 @@ class UnknownWordsError(UsageError):
 
 class EvaluationDataError(UsageError):
     """An analogy or word-pair file is missing or has a line in the wrong format."""
+
+
+class TrainingDiverged(UsageError):
+    """The loss stopped being finite: the settings make SGD overshoot."""
+
+    @classmethod
+    def in_epoch(cls, epoch: int, batch_size: int, alpha: float) -> "TrainingDiverged":
+        return cls(f"training diverged in epoch {epoch}: the loss is not finite. A small vocabulary repeats words "
+                   f"many times in one batch, and their summed updates overshoot: lower setting 'batch_size' "
+                   f"(now {batch_size}) or 'alpha' (now {alpha})")

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Callable, TypeVar
 
 from w2vdist.config import Config
-from w2vdist.errors import ConfigError
+from w2vdist.errors import ConfigError, TrainingDiverged
 from w2vdist.train import checkpoints as ckpt
 from w2vdist.train import stage
 from w2vdist.train.plan import build_plan
@@ -57,7 +57,13 @@ def run_train(config: Config) -> dict[str, Any] | None:
                                  failure_config=FailureConfig(max_failures=config.max_failures),
                                  checkpoint_config=CheckpointConfig(num_to_keep=ckpt.KEEP)),
         )
-        result = trainer.fit()
+        try:
+            result = trainer.fit()
+        except Exception as exc:  # Ray wraps the worker's error; a divergence is the settings' fault, not a crash
+            if TrainingDiverged.__name__ in str(exc):
+                raise TrainingDiverged(str(exc).split(f"{TrainingDiverged.__name__}: ")[-1].splitlines()[0]) \
+                    from None
+            raise
     finally:
         if started_here:
             ray.shutdown()

@@ -15,6 +15,7 @@ import argparse
 import dataclasses
 import json
 import logging
+import math
 import shutil
 import sys
 import tempfile
@@ -24,6 +25,7 @@ from typing import Any, Callable, Protocol, TypeVar
 
 import torch
 
+from w2vdist.errors import TrainingDiverged
 from w2vdist.train import checkpoints as ckpt
 from w2vdist.train.data import EpochLayout, PairsReader, canonical_order, contribution_width, streams_of
 from w2vdist.train.model import EmbeddingShard, NoiseSampler
@@ -131,6 +133,8 @@ def train_loop_per_worker(config: dict[str, Any], store: CheckpointStore, device
         finally:
             reader.close()
         state["epochs"].append(progress.end_epoch(reader.waited_s))
+        if not math.isfinite(state["epochs"][-1]["loss"]):  # before its checkpoint: a resume starts before it
+            raise TrainingDiverged.in_epoch(epoch + 1, batch_size, settings["alpha"])
         checkpoint(epoch + 1, 0, finished=epoch + 1 == settings["epochs"])
         last_checkpoint = time.monotonic()
         if leader:

@@ -56,7 +56,7 @@ class TrainPlan:
 def build_plan(config: Config) -> TrainPlan:
     if not config.out:
         raise ConfigError("setting 'out' is required: the run directory to train on (w2vdist train RUN_DIR)")
-    run = RunDir(config.out)
+    run = RunDir(Path(config.out).resolve())  # workers run elsewhere: Ray Train gives each its own cwd
     record = run.require_complete("preprocess", "training")
     stats = record.get("stats") or {}
     missing = [key for key in ("raw_tokens", "pairs") if not isinstance(stats.get(key), int)]
