@@ -21,18 +21,23 @@ def phrase_pass(chunks, min_count, threshold, connector="_", scoring="word2phras
             score = math.log(p_ab / (p_a * p_b)) / -math.log(p_ab)
         if score > threshold:
             scores[(a, b)] = (count_ab, score)
+    return scores, join_greedy(chunks, scores, connector)
+
+
+def join_greedy(chunks, chosen, connector):
+    """word2phrase's output: left to right, a chosen pair is joined and its right word cannot join again."""
     rewritten = []
     for chunk in chunks:
         out, i = [], 0
         while i < len(chunk):
-            if i + 1 < len(chunk) and (chunk[i], chunk[i + 1]) in scores:
+            if i + 1 < len(chunk) and (chunk[i], chunk[i + 1]) in chosen:
                 out.append(chunk[i] + connector + chunk[i + 1])
                 i += 2
             else:
                 out.append(chunk[i])
                 i += 1
         rewritten.append(out)
-    return scores, rewritten
+    return rewritten
 
 
 def vocabulary(chunks, min_count, max_vocab_size=None):

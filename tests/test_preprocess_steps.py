@@ -81,17 +81,7 @@ def test_join_kernel_matches_greedy_reference_on_random_lists():
     for _ in range(50):
         chunks = [[rng.choice("abcd") for _ in range(rng.randint(0, 12))] for _ in range(rng.randint(1, 8))]
         chosen = {(a, b) for a in "abcd" for b in "abcd" if rng.random() < 0.4}
-        expected = []
-        for chunk in chunks:
-            out, i = [], 0
-            while i < len(chunk):
-                if i + 1 < len(chunk) and (chunk[i], chunk[i + 1]) in chosen:
-                    out.append(chunk[i] + "+" + chunk[i + 1])
-                    i += 2
-                else:
-                    out.append(chunk[i])
-                    i += 1
-            expected.append(out)
+        expected = reference.join_greedy(chunks, chosen, "+")
         tokens = pa.array(chunks, pa.list_(pa.string()))
         got = phrases.join_phrases(tokens, pa.array([f"{a} {b}" for a, b in chosen], pa.string()), "+")
         assert got.to_pylist() == expected

@@ -5,6 +5,9 @@ stack trace: it names the file, field or setting at fault and what was expected.
 """
 
 
+from pathlib import Path
+
+
 class UsageError(Exception):
     """Bad input, bad settings or a run directory in the wrong state: the user's to fix, not a bug."""
 
@@ -50,3 +53,13 @@ class TrainingDiverged(UsageError):
         return cls(f"training diverged in epoch {epoch}: the loss is not finite. A small vocabulary repeats words "
                    f"many times in one batch, and their summed updates overshoot: lower setting 'batch_size' "
                    f"(now {batch_size}) or 'alpha' (now {alpha})")
+
+
+def read_text_file(path, what: str, error: type[UsageError] = UsageError) -> str:
+    """The UTF-8 text of a user-named file; a missing or unreadable one raises `error` naming it as `what`."""
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise error(f"{what} '{path}' does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise error(f"cannot read {what} '{path}': {exc}") from None

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
-from w2vdist.errors import EvaluationDataError
+from w2vdist.errors import EvaluationDataError, read_text_file
 
 if TYPE_CHECKING:
     from w2vdist.vectors import Vectors
@@ -91,12 +91,7 @@ def read_word_pairs(path: str | os.PathLike) -> list[tuple[str, str, float]]:
 
 
 def _read_lines(path: str | os.PathLike) -> list[str]:
-    try:
-        return Path(path).read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise EvaluationDataError(f"evaluation file '{path}' does not exist") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise EvaluationDataError(f"cannot read evaluation file '{path}': {exc}") from None
+    return read_text_file(path, "evaluation file", EvaluationDataError).splitlines()
 
 
 class _CaselessVocab:

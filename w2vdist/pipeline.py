@@ -105,8 +105,10 @@ def _train(config: Config) -> bool:
     return True
 
 
-def _derived_stage(config: Config, name: str, payload: dict[str, Any], work: Callable[[Path], dict]) -> bool:
-    """Run `work(staging)` as stage `name` unless it is complete for the same trained vectors and `payload`."""
+def _derived_stage(config: Config, name: str, output: str, payload: dict[str, Any],
+                   work: Callable[[Path], dict]) -> bool:
+    """Run `work(staging)`, which writes `output` into the staging folder, as stage `name` unless it is complete
+    for the same trained vectors and `payload`."""
     run = RunDir(config.out)
     trained = run.require_complete("train", name)
     stamp = fingerprint({"train": trained["completed"], **payload})
@@ -116,7 +118,7 @@ def _derived_stage(config: Config, name: str, payload: dict[str, Any], work: Cal
     staging = run.begin(name)
     try:
         stats = work(staging)
-        run.commit(name, staging, [name if name == "export" else "eval"],
+        run.commit(name, staging, [output],
                    {"fingerprint": stamp, "config": payload, "stats": stats})
     except BaseException:
         run.abandon(staging)
@@ -135,7 +137,7 @@ def _export(config: Config) -> bool:
             files += [p.name for p in vectors.save(staging / "export" / EXPORT_NAMES[fmt], fmt)]
         return {"files": files, "words": len(vectors), "dim": vectors.dim}
 
-    return _derived_stage(config, "export", {"export_formats": config.export_formats}, work)
+    return _derived_stage(config, "export", "export", {"export_formats": config.export_formats}, work)
 
 
 def _evaluate(config: Config) -> bool:
@@ -156,7 +158,7 @@ def _evaluate(config: Config) -> bool:
         return _flat_scores(results)
 
     payload = {"files": [(f, os.stat(f).st_size, os.stat(f).st_mtime) for f in files]}
-    return _derived_stage(config, "evaluate", payload, work)
+    return _derived_stage(config, "evaluate", "eval", payload, work)
 
 
 def _flat_scores(results: dict[str, Any]) -> dict[str, float]:

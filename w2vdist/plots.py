@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
-from w2vdist.errors import UnknownWordsError, UsageError
+from w2vdist.errors import UnknownWordsError, UsageError, read_text_file
 
 if TYPE_CHECKING:
     from w2vdist.vectors import Vectors
@@ -33,12 +33,7 @@ class Selection:
 
 def read_word_list(path: str | os.PathLike) -> list[str]:
     """Words separated by white space or newlines."""
-    try:
-        return Path(path).read_text(encoding="utf-8").split()
-    except FileNotFoundError:
-        raise UsageError(f"word list '{path}' does not exist") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"cannot read word list '{path}': {exc}") from None
+    return read_text_file(path, "word list").split()
 
 
 def select_words(vectors: Vectors, words: Sequence[str] = (), lists: Sequence[str | os.PathLike] = (),
