@@ -72,15 +72,39 @@ def test_learning_rate_decays_linearly_over_all_planned_pairs():
     assert learning_rate(0.025, 0.0001, 1000, 1000) == pytest.approx(0.0001)
 
 
-def test_noise_words_follow_count_to_the_three_quarters_and_repeat_per_step():
+def compiled_options() -> list[bool]:
+    try:
+        import numba  # noqa: F401
+    except ImportError:
+        return [False]
+    return [False, True]
+
+
+@pytest.mark.parametrize("compiled", compiled_options())
+def test_noise_words_follow_count_to_the_three_quarters_and_repeat_per_step(compiled):
     counts = np.array([1000, 400, 120, 50, 20, 7, 3, 1])
-    sampler = NoiseSampler(counts, seed=5, device=torch.device("cpu"))
-    draws = sampler.draw(step=11, shape=(200_000,))
+    sampler = NoiseSampler(counts, seed=5, device=torch.device("cpu"), compiled=compiled)
+    contexts = torch.arange(40_000) % len(counts)
+    targets = sampler.targets(contexts, step=11, negative=5)
+    assert torch.equal(targets[:, 0], contexts)
     expected = counts ** 0.75 / (counts ** 0.75).sum()
-    observed = np.bincount(draws.numpy(), minlength=len(counts))
-    assert stats.chisquare(observed, expected * len(draws)).pvalue > 1e-3
-    assert torch.equal(sampler.draw(step=11, shape=(64,)), sampler.draw(step=11, shape=(64,)))
-    assert not torch.equal(sampler.draw(step=11, shape=(64,)), sampler.draw(step=12, shape=(64,)))
+    observed = np.bincount(targets[:, 1:].flatten().numpy(), minlength=len(counts))
+    assert stats.chisquare(observed, expected * 200_000).pvalue > 1e-3
+    assert torch.equal(sampler.targets(contexts[:64], 11, 5), sampler.targets(contexts[:64], 11, 5))
+    assert not torch.equal(sampler.targets(contexts[:64], 11, 5), sampler.targets(contexts[:64], 12, 5))
+
+
+def test_noise_draws_are_the_same_compiled_and_in_torch():
+    """The numba draws (CPUs) and the torch draws (GPUs) are one function of (seed, step, draw index): a run
+    moved between the two trains on the same negatives."""
+    pytest.importorskip("numba")
+    counts = np.random.default_rng(3).zipf(1.3, 50_000).astype(np.int64)
+    compiled = NoiseSampler(counts, seed=9, device=torch.device("cpu"), compiled=True)
+    in_torch = NoiseSampler(counts, seed=9, device=torch.device("cpu"), compiled=False)
+    np.testing.assert_allclose(compiled.threshold.numpy(), in_torch.threshold.numpy(), atol=1e-6)
+    contexts = torch.zeros(20_000, dtype=torch.int64)
+    for step in (0, 1, 123_456_789):
+        assert torch.equal(compiled.targets(contexts, step, 7), in_torch.targets(contexts, step, 7))
 
 
 def numpy_reference_step(words, contexts, centers, targets, valid, lr):
@@ -164,7 +188,7 @@ def test_the_numba_step_does_not_depend_on_the_thread_count():
     for count in (1, min(2, numba.config.NUMBA_NUM_THREADS)):
         numba.set_num_threads(count)
         tables = words.copy(), contexts.copy()
-        cpu_kernels.whole_step(*tables, centers, targets, np.ones(3000, bool), 0.1, np.empty((3000, 6), np.float32))
+        cpu_kernels.whole_step(*tables, centers, targets, np.ones(3000, bool), 0.1)
         cpu_kernels.apply_update(*tables, centers, targets, np.full((3000, 6), 0.01, np.float32))
         results.append(tables)
     numba.set_num_threads(threads)

@@ -110,7 +110,7 @@ def train_loop_per_worker(config: dict[str, Any], store: CheckpointStore, device
                 valid = centers >= 0
                 centers.clamp_(min=0)
                 contexts.clamp_(min=0)
-                targets = torch.cat([contexts.unsqueeze(1), sampler.draw(step, (len(centers), negative))], dim=1)
+                targets = sampler.targets(contexts, step, negative)
                 loss = shard.step(centers, targets, valid, lr, sharding)
                 step += 1
                 progress.add(layout.pairs_before(step_in_epoch + 1) - layout.pairs_before(step_in_epoch), loss, lr)

@@ -16,7 +16,6 @@ of one unsharded table.
 
 from __future__ import annotations
 
-import math
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -37,33 +36,83 @@ def stream_seed(seed: int, stream: int, index: int) -> int:
 
 
 class NoiseSampler:
-    """Noise words from count^0.75, drawn on the tables' device with Walker's alias method (two lookups per draw,
-    exact up to float32 rounding of the thresholds; about 5x faster than a binary search of the CDF on CPUs).
-    The draws of a step come from a generator seeded by (seed, step): every worker draws the same negatives for
-    the same global batch without communicating, whatever the number of workers, and a resumed run draws what
-    the uninterrupted run would have."""
+    """Noise words from count^0.75 by Walker's alias method: one 53-bit uniform u per draw picks column
+    floor(u V) of the table and, by the fraction of u V, that column's word or its alias.
 
-    def __init__(self, counts: np.ndarray, seed: int, device: torch.device):
+    Draw i of step s is a pure function of (seed, s, i): SplitMix64 of a key for (seed, s) plus i (a counter-based
+    generator, Salmon et al., SC 2011). Every worker draws the same negatives for the same global batch without
+    communicating, whatever the number of workers; a resumed run draws what the uninterrupted run would have; and
+    numba on CPUs (cpu_kernels.draw_noise) and torch on any device compute the same words."""
+
+    def __init__(self, counts: np.ndarray, seed: int, device: torch.device, compiled: bool | None = None):
         weights = np.asarray(counts, dtype=np.float64) ** NOISE_POWER
-        threshold, alias = alias_table(weights / weights.sum())
+        self.first_key = stream_seed(seed, NOISE_STREAM, 0)  # a step's key follows from it (SeedSequence is slow)
+        self.device = device
+        self._cpu = _cpu_kernels() if compiled is not False and device.type == "cpu" else None
+        if compiled and self._cpu is None:
+            raise ValueError("compiled noise draws need numba and a CPU device")
+        threshold, alias = (self._cpu.alias_table if self._cpu else alias_table)(weights / weights.sum())
         self.threshold = torch.from_numpy(threshold).to(device)
         self.alias = torch.from_numpy(alias).to(device)
-        self.seed = seed
-        self.device = device
-        self.generator = torch.Generator(device=device)
 
-    def draw(self, step: int, shape: tuple[int, ...]) -> torch.Tensor:
-        self.generator.manual_seed(stream_seed(self.seed, NOISE_STREAM, step))
-        count = math.prod(shape)
-        column = torch.randint(len(self.alias), (count,), generator=self.generator, device=self.device)
-        uniform = torch.rand(count, generator=self.generator, device=self.device)
-        keep = uniform < self.threshold.index_select(0, column)  # index_select: cheaper than [] on CPUs
-        return torch.where(keep, column, self.alias.index_select(0, column)).view(shape)
+    def targets(self, contexts: torch.Tensor, step: int, negative: int) -> torch.Tensor:
+        """(B,) context ids -> (B, 1 + negative): each pair's context, then its noise words (draws b * negative
+        to (b + 1) * negative - 1 of `step`)."""
+        key = _splitmix64(self.first_key + step * _SPLITMIX_GAMMA) >> 1
+        if self._cpu is not None:
+            targets = np.empty((len(contexts), 1 + negative), dtype=np.int64)
+            self._cpu.draw_targets(key, self.threshold.numpy(), self.alias.numpy(), contexts.numpy(), targets)
+            return torch.from_numpy(targets)
+        targets = torch.empty((len(contexts), 1 + negative), dtype=torch.int64, device=self.device)
+        targets[:, 0] = contexts
+        targets[:, 1:] = self._draw(key, len(contexts) * negative).view(len(contexts), negative)
+        return targets
+
+    def _draw(self, key: int, count: int) -> torch.Tensor:
+        # cpu_kernels.draw_noise in torch's int64 arithmetic: products wrap as uint64's do, and the right shifts
+        # are made logical by masking off the sign bits they bring in
+        state = key + (torch.arange(1, count + 1, device=self.device) * _signed(_SPLITMIX_GAMMA))
+        state = (state ^ _logical_shift(state, 30)) * _signed(_SPLITMIX_MIX1)
+        state = (state ^ _logical_shift(state, 27)) * _signed(_SPLITMIX_MIX2)
+        bits = state ^ _logical_shift(state, 31)
+        scaled = _logical_shift(bits, 11).to(torch.float64) * 2.0 ** -53 * len(self.alias)
+        column = scaled.to(torch.int64).clamp_(max=len(self.alias) - 1)
+        keep = scaled - column < self.threshold[column]
+        return torch.where(keep, column, self.alias[column])
+
+
+_SPLITMIX_GAMMA, _SPLITMIX_MIX1, _SPLITMIX_MIX2 = 0x9E3779B97F4A7C15, 0xBF58476D1CE4E5B9, 0x94D049BB133111EB
+_UINT64 = (1 << 64) - 1
+
+
+def _splitmix64(state: int) -> int:
+    z = state & _UINT64
+    z = ((z ^ (z >> 30)) * _SPLITMIX_MIX1) & _UINT64
+    z = ((z ^ (z >> 27)) * _SPLITMIX_MIX2) & _UINT64
+    return z ^ (z >> 31)
+
+
+def _signed(value: int) -> int:
+    """A 64-bit pattern as the int64 with the same bits."""
+    return value - (1 << 64) if value >= 1 << 63 else value
+
+
+def _logical_shift(values: torch.Tensor, bits: int) -> torch.Tensor:
+    return (values >> bits) & ((1 << (64 - bits)) - 1)
+
+
+def _cpu_kernels():
+    try:
+        from w2vdist.train import cpu_kernels
+    except ImportError:  # numba is optional: torch's ops do the same work, slower
+        return None
+    return cpu_kernels
 
 
 def alias_table(probabilities: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Vose's alias method: column i is word i with probability threshold[i], else word alias[i]. A Python loop
-    over the vocabulary: about a second per million words, once per run."""
+    over the vocabulary, about a second per million words, for machines without numba (cpu_kernels.alias_table
+    is the same loop compiled)."""
     scaled = probabilities * len(probabilities)
     alias = np.arange(len(probabilities), dtype=np.int64)
     small = list(np.flatnonzero(scaled < 1.0))
@@ -115,14 +164,12 @@ class EmbeddingShard:
         return cls(initial_input_columns(vocab_size, dim, columns, seed, device), output_table, kernel)
 
     def step(self, centers: torch.Tensor, targets: torch.Tensor, valid: torch.Tensor, lr: float,
-             sharding: "ColumnSharding") -> torch.Tensor:
+             sharding: "ColumnSharding") -> torch.Tensor | float:
         """One SGNS step: partial dots, summed over every shard by `sharding`, then the update of this shard's
-        columns. Returns the batch's summed loss (a 0-d tensor on the tables' device)."""
+        columns. Returns the batch's summed loss (a 0-d tensor on the tables' device, not to wait for it there)."""
         if self.kernel == "numba" and sharding.world_size == 1:
-            dots = torch.empty(targets.shape, dtype=torch.float32)
-            self._cpu.whole_step(self.input.numpy(), self.output.numpy(), centers.numpy(), targets.numpy(),
-                                 valid.numpy(), lr, dots.numpy())
-            return sgns_loss(dots, sgns_weights(targets, valid))
+            return self._cpu.whole_step(self.input.numpy(), self.output.numpy(), centers.numpy(), targets.numpy(),
+                                        valid.numpy(), lr)
         dots = sharding.reduce_dots(self.partial_dots(centers, targets))
         coefficients, loss = sgns_coefficients(dots, targets, valid, lr)
         self.update(centers, targets, coefficients)
