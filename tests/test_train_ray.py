@@ -40,12 +40,13 @@ def train(run, *overrides):
     return run_train(load_config([], [*SMALL, *overrides], {"out": str(run)}))
 
 
-def test_two_workers_train_the_same_vectors_as_one(ray_session, tmp_path):
+@pytest.mark.parametrize("pair_source", ["pairs", "corpus"])
+def test_two_workers_train_the_same_vectors_as_one(ray_session, tmp_path, pair_source):
     sentences = two_topic_sentences(count=300)
     one = build_run_dir(tmp_path / "one", sentences)
-    assert loop_main([str(one), *SMALL]) == 0
+    assert loop_main([str(one), *SMALL, f"pair_source={pair_source}"]) == 0
     two = build_run_dir(tmp_path / "two", sentences)
-    record = train(two, "num_workers=2")
+    record = train(two, "num_workers=2", f"pair_source={pair_source}")
     assert record["stats"]["workers"] == 2 and record["completed"]
     assert {json.loads(p.read_text())["rank"] for p in (two / "train" / "workers").glob("rank-*.json")} == {0, 1}
     np.testing.assert_allclose(vectors(two), vectors(one), atol=2e-5)

@@ -46,7 +46,7 @@ def dynamic_window_pairs(ids: list[int], window: int, rng: random.Random) -> lis
 
 
 def build_run_dir(path: Path, sentences: list[list[str]], *, window: int = 3, min_count: int = 1,
-                  pairs_per_file: int = 5000, seed: int = 1) -> Path:
+                  pairs_per_file: int = 5000, corpus_files: int = 1, seed: int = 1) -> Path:
     counts = Counter(word for sentence in sentences for word in sentence)
     words = sorted((w for w, c in counts.items() if c >= min_count), key=lambda w: (-counts[w], w))
     index = {word: i for i, word in enumerate(words)}
@@ -62,8 +62,11 @@ def build_run_dir(path: Path, sentences: list[list[str]], *, window: int = 3, mi
     pq.write_table(pa.table({"id": pa.array(range(len(words)), pa.int32()), "word": words,
                              "count": pa.array([counts[w] for w in words], pa.int64())}),
                    staging / "vocab" / "part-00000.parquet")
-    pq.write_table(pa.table({"chunk_id": pa.array(range(len(chunks)), pa.int64()),
-                             "ids": pa.array(chunks, pa.list_(pa.int32()))}), staging / "corpus" / "part-00000.parquet")
+    for number in range(corpus_files):
+        rows = range(number, len(chunks), corpus_files)
+        pq.write_table(pa.table({"chunk_id": pa.array(rows, pa.int64()),
+                                 "ids": pa.array([chunks[i] for i in rows], pa.list_(pa.int32()))}),
+                       staging / "corpus" / f"part-{number:05d}.parquet")
     for number, start in enumerate(range(0, len(pairs), pairs_per_file)):
         part = pairs[start:start + pairs_per_file]
         pq.write_table(pa.table({"center": pa.array([c for c, _ in part], pa.int32()),

@@ -16,11 +16,12 @@ from llvmlite import ir
 from numba import njit, prange, types
 from numba.extending import intrinsic
 
-# SplitMix64 (Steele, Lea & Flood, OOPSLA 2014): a counter-based generator, so draw i of a step is a pure function
-# of (key, i) that torch can compute the same way on a GPU (model.NoiseSampler).
-_GAMMA = np.uint64(0x9E3779B97F4A7C15)
-_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
-_MIX2 = np.uint64(0x94D049BB133111EB)
+from w2vdist.train import random_streams
+
+# random_streams' SplitMix64: draw i of a key is the same here and in torch
+_GAMMA = np.uint64(random_streams.GAMMA)
+_MIX1 = np.uint64(random_streams.MIX1)
+_MIX2 = np.uint64(random_streams.MIX2)
 _OWNER_HASH = np.uint64(0x9E3779B1)
 AHEAD = 4  # pairs between asking for a row and using it
 
@@ -59,7 +60,7 @@ def _splitmix64(state):  # pragma: no cover - compiled
 
 @njit(inline="always")
 def _noise_word(key, index, threshold, alias):  # pragma: no cover - compiled
-    # No fastmath here: the float steps must round as torch's do (model.NoiseSampler._draw).
+    # No fastmath here: the float steps must round as torch's do (random_streams.uniform).
     size = alias.shape[0]
     bits = _splitmix64(np.uint64(key) + np.uint64(index + 1) * _GAMMA)
     scaled = np.float64(bits >> np.uint64(11)) * 1.1102230246251565e-16 * size  # 2**-53

@@ -20,11 +20,14 @@ import queue
 import threading
 import time
 from dataclasses import dataclass
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
 import pyarrow.parquet as pq
 import torch
+
+if TYPE_CHECKING:
+    from w2vdist.train.sharding import ColumnSharding
 
 PAD = -1
 FILE_ORDER_STREAM = 3       # random stream of the per-epoch file order (1 and 2 are preprocess's)
@@ -150,6 +153,38 @@ class PairsReader:
                     return
         except BaseException as exc:  # handed to the training loop, which raises it
             self._queue.put(exc)
+
+
+class PairsInput:
+    """pair_source=pairs: an epoch's global batches from `first_step`, ((2, B) int64 ids on `device`, the real
+    pairs among the B), this worker's streams read by a PairsReader and all-gathered in canonical order."""
+
+    def __init__(self, files: list[str], file_rows: list[int], epoch: int, first_step: int, settings: dict,
+                 sharding: "ColumnSharding", device: torch.device):
+        streams, batch_size = settings["streams"], settings["batch_size"]
+        self.layout = EpochLayout(file_rows, epoch, settings["seed"], streams, batch_size)
+        self.steps = self.layout.steps
+        self.pairs_before = self.layout.pairs_before
+        self.first_step = first_step
+        self.sharding = sharding
+        self.device = device
+        canonical = canonical_order(sharding.world_size, streams, batch_size)
+        self.canonical = None if canonical is None else canonical.to(device)
+        self.reader = PairsReader(files, self.layout, streams_of(sharding.rank, sharding.world_size, streams),
+                                  contribution_width(sharding.world_size, streams, batch_size), first_step,
+                                  pin_memory=device.type == "cuda")
+
+    @property
+    def waited_s(self) -> float:
+        return self.reader.waited_s
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, int]]:
+        for step, local in enumerate(self.reader, start=self.first_step):
+            batch = self.sharding.gather_batch(local.to(self.device, non_blocking=True), self.canonical).long()
+            yield batch, self.pairs_before(step + 1) - self.pairs_before(step)
+
+    def close(self) -> None:
+        self.reader.close()
 
 
 class _StreamBuffer:

@@ -2,8 +2,9 @@
 torch.distributed set up by Ray) and without Ray (`python -m w2vdist.train.loop RUN_DIR [key=value ...]`: one
 worker on this machine; needs torch, pyarrow and PyYAML only).
 
-Each step: read this worker's share of the batch (a thread reads ahead), all-gather the global batch, draw the
-negatives (seeded by the step), compute the partial dot products over this worker's columns, all-reduce them,
+Each step: take the global batch (pair_source=pairs: read this worker's share on a read-ahead thread and all-gather
+it; pair_source=corpus: generated from corpus/ on this device, corpus_stream), draw the negatives (seeded by the
+step), compute the partial dot products over this worker's columns, all-reduce them,
 turn them into gradient coefficients with the learning rate of the step, and update this worker's columns.
 The learning rate decays linearly from alpha to min_alpha over all planned pairs of all epochs (word2vec's
 schedule). Checkpoints are taken at each epoch end and every checkpoint_interval_s.
@@ -27,7 +28,8 @@ import torch
 
 from w2vdist.errors import TrainingDiverged
 from w2vdist.train import checkpoints as ckpt
-from w2vdist.train.data import EpochLayout, PairsReader, canonical_order, contribution_width, streams_of
+from w2vdist.train.corpus_stream import CorpusLayout, CorpusReader
+from w2vdist.train.data import PairsInput
 from w2vdist.train.model import EmbeddingShard, NoiseSampler
 from w2vdist.train.plan import RESULT_SETTINGS, TrainPlan, read_vocabulary
 from w2vdist.train.sharding import ColumnSharding
@@ -55,9 +57,9 @@ def train_loop_per_worker(config: dict[str, Any], store: CheckpointStore, device
     plan = TrainPlan.from_dict(config["plan"])
     settings = plan.settings
     run_dir = Path(plan.run_dir)
-    dim, negative, batch_size, streams = (settings[k] for k in ("dim", "negative", "batch_size", "streams"))
+    dim, negative, batch_size = (settings[k] for k in ("dim", "negative", "batch_size"))
     sharding = ColumnSharding.from_process_group(dim)
-    rank, world_size = sharding.rank, sharding.world_size
+    rank = sharding.rank
     leader = rank == 0
     kernel = choose_kernel(device, config["threads"])
     _record_worker(run_dir, rank, device, kernel)
@@ -81,9 +83,6 @@ def train_loop_per_worker(config: dict[str, Any], store: CheckpointStore, device
                      state["step_in_epoch"])
     probes = _probe_recorder(settings, vocab, run_dir) if leader else None
 
-    canonical = canonical_order(world_size, streams, batch_size)
-    canonical = None if canonical is None else canonical.to(device)
-    width = contribution_width(world_size, streams, batch_size)
     pairs_per_epoch = plan.pairs_per_epoch
     total_pairs = settings["epochs"] * pairs_per_epoch
     progress = Progress(plan, total_pairs, enabled=leader)
@@ -96,16 +95,13 @@ def train_loop_per_worker(config: dict[str, Any], store: CheckpointStore, device
 
     while state["epoch"] < settings["epochs"] and not state["finished"]:
         epoch = state["epoch"]
-        layout = EpochLayout(plan.pair_rows, epoch, settings["seed"], streams, batch_size)
         first_step = state["step_in_epoch"]
-        reader = PairsReader(plan.pair_files, layout, streams_of(rank, world_size, streams), width, first_step,
-                             pin_memory=device.type == "cuda")
-        progress.start_epoch(epoch, epoch * pairs_per_epoch + layout.pairs_before(first_step))
+        source = open_epoch(plan, epoch, first_step, sharding, device)
+        progress.start_epoch(epoch, epoch * pairs_per_epoch + source.pairs_before(first_step))
         try:
-            for step_in_epoch, local in enumerate(reader, start=first_step):
-                done_before = epoch * pairs_per_epoch + layout.pairs_before(step_in_epoch)
+            for step_in_epoch, (batch, pairs) in enumerate(source, start=first_step):
+                done_before = epoch * pairs_per_epoch + source.pairs_before(step_in_epoch)
                 lr = learning_rate(settings["alpha"], settings["min_alpha"], done_before, total_pairs)
-                batch = sharding.gather_batch(local.to(device, non_blocking=True), canonical).long()
                 centers, contexts = batch[0], batch[1]
                 valid = centers >= 0
                 centers.clamp_(min=0)
@@ -113,8 +109,8 @@ def train_loop_per_worker(config: dict[str, Any], store: CheckpointStore, device
                 targets = sampler.targets(contexts, step, negative)
                 loss = shard.step(centers, targets, valid, lr, sharding)
                 step += 1
-                progress.add(layout.pairs_before(step_in_epoch + 1) - layout.pairs_before(step_in_epoch), loss, lr)
-                progress.maybe_log(layout, step_in_epoch + 1)
+                progress.add(pairs, loss, lr)
+                progress.maybe_log(source.steps, step_in_epoch + 1)
 
                 if settings["probe_words"] and step % settings["probe_every"] == 0:
                     matrix = sharding.gather_columns(shard.input)
@@ -131,8 +127,8 @@ def train_loop_per_worker(config: dict[str, Any], store: CheckpointStore, device
                         checkpoint(epoch, step_in_epoch + 1, finished=False)
                         last_checkpoint = time.monotonic()
         finally:
-            reader.close()
-        state["epochs"].append(progress.end_epoch(reader.waited_s))
+            source.close()
+        state["epochs"].append(progress.end_epoch(source.waited_s))
         if not math.isfinite(state["epochs"][-1]["loss"]):  # before its checkpoint: a resume starts before it
             raise TrainingDiverged.in_epoch(epoch + 1, batch_size, settings["alpha"])
         checkpoint(epoch + 1, 0, finished=epoch + 1 == settings["epochs"])
@@ -145,6 +141,17 @@ def train_loop_per_worker(config: dict[str, Any], store: CheckpointStore, device
         if probes is not None:
             probes.record(step, matrix)
     return state
+
+
+def open_epoch(plan: TrainPlan, epoch: int, first_step: int, sharding: ColumnSharding,
+               device: torch.device) -> PairsInput | CorpusReader:
+    """The epoch's global batches from `first_step`, from pairs/ or generated from corpus/ (pair_source)."""
+    settings = plan.settings
+    if settings["pair_source"] == "corpus":
+        layout = CorpusLayout(plan.corpus_chunks, epoch, settings["seed"], settings["batch_size"],
+                              plan.pairs_per_epoch)
+        return CorpusReader(plan.corpus_files, layout, epoch, first_step, plan.window, settings["seed"], device)
+    return PairsInput(plan.pair_files, plan.pair_rows, epoch, first_step, settings, sharding, device)
 
 
 def learning_rate(alpha: float, min_alpha: float, pairs_done: int, pairs_total: int) -> float:
@@ -207,7 +214,7 @@ class Progress:
         self.recent_loss_sum, self.recent_pairs = 0.0, 0
         return value
 
-    def maybe_log(self, layout: EpochLayout, steps_done: int) -> None:
+    def maybe_log(self, steps: int, steps_done: int) -> None:
         now = time.monotonic()
         if not self.enabled or now - self.last_log < PROGRESS_EVERY_S:
             return
@@ -215,7 +222,7 @@ class Progress:
         pairs_per_s = self.epoch_pairs / seconds
         eta = (self.total_pairs - self.pairs_done) / max(pairs_per_s, 1e-9)
         log.info("epoch %d/%d %5.1f%% | %s words/s | %s pairs/s | loss %.4f | lr %.6f | ETA %s",
-                 self.epoch + 1, self.epochs, 100 * steps_done / layout.steps,
+                 self.epoch + 1, self.epochs, 100 * steps_done / steps,
                  f"{pairs_per_s * self.words_per_pair:,.0f}", f"{pairs_per_s:,.0f}",
                  float(self.loss_sum) / max(self.epoch_pairs, 1), self.lr, _duration(eta))
         self.last_log = now

@@ -22,31 +22,27 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from w2vdist.train import random_streams
+
 if TYPE_CHECKING:
     from w2vdist.train.sharding import ColumnSharding
 
 NOISE_POWER = 0.75
-INIT_STREAM = 4
-NOISE_STREAM = 5
-
-
-def stream_seed(seed: int, stream: int, index: int) -> int:
-    """A 63-bit seed for draw number `index` of a random stream: independent streams from one `seed`."""
-    return int(np.random.SeedSequence([seed, stream, index]).generate_state(1, np.uint64)[0] >> np.uint64(1))
 
 
 class NoiseSampler:
     """Noise words from count^0.75 by Walker's alias method: one 53-bit uniform u per draw picks column
     floor(u V) of the table and, by the fraction of u V, that column's word or its alias.
 
-    Draw i of step s is a pure function of (seed, s, i): SplitMix64 of a key for (seed, s) plus i (a counter-based
-    generator, Salmon et al., SC 2011). Every worker draws the same negatives for the same global batch without
-    communicating, whatever the number of workers; a resumed run draws what the uninterrupted run would have; and
-    numba on CPUs (cpu_kernels.draw_noise) and torch on any device compute the same words."""
+    Draw i of step s is a pure function of (seed, s, i) (random_streams). Every worker draws the same negatives
+    for the same global batch without communicating, whatever the number of workers; a resumed run draws what the
+    uninterrupted run would have; and numba on CPUs (cpu_kernels.draw_targets) and torch on any device compute the
+    same words."""
 
     def __init__(self, counts: np.ndarray, seed: int, device: torch.device, compiled: bool | None = None):
         weights = np.asarray(counts, dtype=np.float64) ** NOISE_POWER
-        self.first_key = stream_seed(seed, NOISE_STREAM, 0)  # a step's key follows from it (SeedSequence is slow)
+        # step s's key follows from step 0's (SeedSequence, a few tens of microseconds, once)
+        self.first_key = random_streams.stream_seed(seed, random_streams.NOISE_STREAM, 0)
         self.device = device
         self._cpu = _cpu_kernels() if compiled is not False and device.type == "cpu" else None
         if compiled and self._cpu is None:
@@ -58,7 +54,7 @@ class NoiseSampler:
     def targets(self, contexts: torch.Tensor, step: int, negative: int) -> torch.Tensor:
         """(B,) context ids -> (B, 1 + negative): each pair's context, then its noise words (draws b * negative
         to (b + 1) * negative - 1 of `step`)."""
-        key = _splitmix64(self.first_key + step * _SPLITMIX_GAMMA) >> 1
+        key = random_streams.draw_key(self.first_key, step)
         if self._cpu is not None:
             targets = np.empty((len(contexts), 1 + negative), dtype=np.int64)
             self._cpu.draw_targets(key, self.threshold.numpy(), self.alias.numpy(), contexts.numpy(), targets)
@@ -69,36 +65,10 @@ class NoiseSampler:
         return targets
 
     def _draw(self, key: int, count: int) -> torch.Tensor:
-        # cpu_kernels.draw_noise in torch's int64 arithmetic: products wrap as uint64's do, and the right shifts
-        # are made logical by masking off the sign bits they bring in
-        state = key + (torch.arange(1, count + 1, device=self.device) * _signed(_SPLITMIX_GAMMA))
-        state = (state ^ _logical_shift(state, 30)) * _signed(_SPLITMIX_MIX1)
-        state = (state ^ _logical_shift(state, 27)) * _signed(_SPLITMIX_MIX2)
-        bits = state ^ _logical_shift(state, 31)
-        scaled = _logical_shift(bits, 11).to(torch.float64) * 2.0 ** -53 * len(self.alias)
+        scaled = random_streams.uniform(key, torch.arange(count, device=self.device)) * len(self.alias)
         column = scaled.to(torch.int64).clamp_(max=len(self.alias) - 1)
         keep = scaled - column < self.threshold[column]
         return torch.where(keep, column, self.alias[column])
-
-
-_SPLITMIX_GAMMA, _SPLITMIX_MIX1, _SPLITMIX_MIX2 = 0x9E3779B97F4A7C15, 0xBF58476D1CE4E5B9, 0x94D049BB133111EB
-_UINT64 = (1 << 64) - 1
-
-
-def _splitmix64(state: int) -> int:
-    z = state & _UINT64
-    z = ((z ^ (z >> 30)) * _SPLITMIX_MIX1) & _UINT64
-    z = ((z ^ (z >> 27)) * _SPLITMIX_MIX2) & _UINT64
-    return z ^ (z >> 31)
-
-
-def _signed(value: int) -> int:
-    """A 64-bit pattern as the int64 with the same bits."""
-    return value - (1 << 64) if value >= 1 << 63 else value
-
-
-def _logical_shift(values: torch.Tensor, bits: int) -> torch.Tensor:
-    return (values >> bits) & ((1 << (64 - bits)) - 1)
 
 
 def _cpu_kernels():
@@ -133,7 +103,7 @@ def initial_input_columns(vocab_size: int, dim: int, columns: range, seed: int,
     generator = torch.Generator(device=device)
     table = torch.empty((len(columns), vocab_size), device=device)
     for row, column in enumerate(columns):
-        generator.manual_seed(stream_seed(seed, INIT_STREAM, column))
+        generator.manual_seed(random_streams.stream_seed(seed, random_streams.INIT_STREAM, column))
         table[row] = torch.rand(vocab_size, generator=generator, device=device)
     return ((table - 0.5) / dim).T.contiguous()
 

@@ -1,0 +1,191 @@
+"""pair_source=corpus: each epoch's skip-gram pairs generated from corpus/ on the training device.
+
+pairs/ holds about 2 * E[window] pairs, 8 bytes each, per kept corpus word; corpus/ holds the kept word ids, 4
+bytes each, and the pairs follow from them by word2vec's dynamic window. Reading corpus/ moves about 12 times fewer
+bytes, and the windows are drawn afresh every epoch, as word2vec does (pairs/ repeats one draw every epoch).
+
+An epoch is laid out the same way on every worker:
+
+1. the corpus files in a seeded order (a new one each epoch), the chunks of each file in order;
+2. blocks of `chunks_per_block` consecutive chunks, about BLOCK_STEPS * batch_size pairs each;
+3. a block's pairs: the center at position p of chunk c reaches 1 + floor(u * window) words on either side inside
+   its chunk, u being draw p of the key for (seed, epoch, c) (random_streams), so distance d has weight
+   window - d + 1 as in preprocess's pairs; then a seeded random order, and the block's steps take consecutive,
+   nearly equal slices of it (round(expected pairs / batch_size) steps per block).
+
+Every worker reads and generates every block: with tables sharded by columns each worker needs the whole global
+batch anyway, and generating it costs less than the all-gather of pairs it replaces. The batches, and with them
+the vectors, do not depend on the number of workers, and a resumed run regenerates the block it stopped in.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+import pyarrow.parquet as pq
+import torch
+
+from w2vdist.train import random_streams
+from w2vdist.train.data import FILE_ORDER_STREAM
+
+BLOCK_STEPS = 256      # steps whose pairs are generated and shuffled together
+READ_AHEAD_BLOCKS = 2
+
+
+@dataclass(frozen=True)
+class Block:
+    segments: list[tuple[int, int, int]]  # (file index, first row, row after the last)
+    chunks: int
+    steps: int
+    first_step: int
+
+
+class CorpusLayout:
+    """How one epoch's chunks are cut into blocks and steps; the same for any number of workers."""
+
+    def __init__(self, file_chunks: list[int], epoch: int, seed: int, batch_size: int, pairs_per_epoch: int):
+        order = np.random.default_rng([seed, FILE_ORDER_STREAM, epoch]).permutation(len(file_chunks))
+        pairs_per_chunk = pairs_per_epoch / sum(file_chunks)
+        chunks_per_block = max(1, round(BLOCK_STEPS * batch_size / max(pairs_per_chunk, 1e-9)))
+        rows = [(int(f), row) for f in order for row in range(file_chunks[f])]
+        self.blocks: list[Block] = []
+        first_step = 0
+        for start in range(0, len(rows), chunks_per_block):
+            part = rows[start:start + chunks_per_block]
+            steps = max(1, round(len(part) * pairs_per_chunk / batch_size))
+            self.blocks.append(Block(_segments(part), len(part), steps, first_step))
+            first_step += steps
+        self.steps = first_step
+        self.pairs_per_epoch = pairs_per_epoch
+
+    def pairs_before(self, step: int) -> int:
+        """The planned pairs before `step` (the learning rate's schedule; the generated count differs a little)."""
+        return round(step * self.pairs_per_epoch / self.steps)
+
+    def block_of(self, step: int) -> int:
+        return next(i for i, block in enumerate(self.blocks) if step < block.first_step + block.steps)
+
+
+def _segments(rows: list[tuple[int, int]]) -> list[tuple[int, int, int]]:
+    segments: list[tuple[int, int, int]] = []
+    for file, row in rows:
+        if segments and segments[-1][0] == file and segments[-1][2] == row:
+            segments[-1] = (file, segments[-1][1], row + 1)
+        else:
+            segments.append((file, row, row + 1))
+    return segments
+
+
+def window_pairs(tokens: torch.Tensor, lengths: torch.Tensor, chunk_ids: torch.Tensor, window: int,
+                 epoch_key: int) -> torch.Tensor:
+    """The (2, P) [centers; contexts] of chunks laid end to end in `tokens` (`lengths` words each), by the
+    dynamic window of the module doc; pairs never cross from one chunk to another."""
+    device = tokens.device
+    chunk_of = torch.repeat_interleave(torch.arange(len(lengths), device=device), lengths)
+    index = torch.arange(len(tokens), device=device)
+    position = index - (torch.cumsum(lengths, 0) - lengths)[chunk_of]
+    remaining = lengths[chunk_of] - position - 1
+    keys = random_streams.draw_keys(epoch_key, chunk_ids)[chunk_of]
+    reach = 1 + (random_streams.uniform(keys, position) * window).to(torch.int64)
+    centers, contexts = [], []
+    for distance in range(1, window + 1):
+        within = reach >= distance
+        ahead = index[within & (remaining >= distance)]
+        behind = index[within & (position >= distance)]
+        centers += [tokens[ahead], tokens[behind]]
+        contexts += [tokens[ahead + distance], tokens[behind - distance]]
+    return torch.stack([torch.cat(centers), torch.cat(contexts)])
+
+
+class CorpusReader:
+    """Iterates over an epoch's global batches from `first_step`: ((2, B) int64 ids on `device`, B). A thread
+    reads and generates blocks ahead of the training loop."""
+
+    def __init__(self, files: list[str], layout: CorpusLayout, epoch: int, first_step: int, window: int, seed: int,
+                 device: torch.device):
+        self.files = files
+        self.layout = layout
+        self.epoch = epoch
+        self.first_step = first_step
+        self.window = window
+        self.seed = seed
+        self.device = device
+        self.steps = layout.steps
+        self.pairs_before = layout.pairs_before
+        self.waited_s = 0.0
+        self._queue: queue.Queue = queue.Queue(maxsize=READ_AHEAD_BLOCKS)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._read, name="corpus-read-ahead", daemon=True)
+        self._thread.start()
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, int]]:
+        if self.first_step >= self.steps:
+            return
+        first_block = self.layout.block_of(self.first_step)
+        for block in self.layout.blocks[first_block:]:
+            waiting = time.perf_counter()
+            pairs = self._queue.get()
+            self.waited_s += time.perf_counter() - waiting
+            if isinstance(pairs, BaseException):
+                raise pairs
+            total = pairs.shape[1]
+            for step in range(max(block.first_step, self.first_step), block.first_step + block.steps):
+                j = step - block.first_step
+                batch = pairs[:, j * total // block.steps:(j + 1) * total // block.steps]
+                yield batch, batch.shape[1]
+
+    def close(self) -> None:
+        self._stop.set()
+        while self._thread.is_alive():  # unblock a thread waiting on a full queue
+            try:
+                self._queue.get_nowait()
+            except queue.Empty:
+                self._thread.join(timeout=0.05)
+
+    def _read(self) -> None:
+        try:
+            epoch_key = random_streams.stream_seed(self.seed, random_streams.WINDOW_STREAM, self.epoch)
+            tables: dict[int, object] = {}
+            first_block = self.layout.block_of(self.first_step) if self.first_step < self.steps else None
+            for number, block in enumerate(self.layout.blocks):
+                if first_block is None or number < first_block:
+                    continue
+                tokens, lengths, chunk_ids = self._block_tokens(block, tables)
+                pairs = window_pairs(tokens.to(self.device), lengths.to(self.device), chunk_ids.to(self.device),
+                                     self.window, epoch_key)
+                generator = torch.Generator(device=self.device)
+                generator.manual_seed(random_streams.stream_seed(self.seed, random_streams.PAIR_ORDER_STREAM,
+                                                                 (self.epoch << 32) + number))
+                pairs = pairs[:, torch.randperm(pairs.shape[1], generator=generator, device=self.device)]
+                while not self._stop.is_set():
+                    try:
+                        self._queue.put(pairs, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if self._stop.is_set():
+                    return
+        except BaseException as exc:  # handed to the training loop, which raises it
+            self._queue.put(exc)
+
+    def _block_tokens(self, block: Block, tables: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The block's chunks as (ids end to end, chunk lengths, chunk ids)."""
+        ids, lengths, chunk_ids = [], [], []
+        for file, start, stop in block.segments:
+            if file not in tables:
+                tables.clear()  # blocks go through the files in order: one file is open at a time
+                tables[file] = pq.read_table(self.files[file], columns=["chunk_id", "ids"])
+            rows = tables[file].slice(start, stop - start)
+            lists = rows.column("ids").combine_chunks()
+            offsets = lists.offsets.to_numpy()
+            ids.append(lists.values.slice(offsets[0], offsets[-1] - offsets[0]).to_numpy(zero_copy_only=False))
+            lengths.append(np.diff(offsets))
+            chunk_ids.append(rows.column("chunk_id").to_numpy())
+        return (torch.from_numpy(np.concatenate(ids).astype(np.int64)),
+                torch.from_numpy(np.concatenate(lengths).astype(np.int64)),
+                torch.from_numpy(np.concatenate(chunk_ids).astype(np.int64)))
