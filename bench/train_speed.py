@@ -1,7 +1,8 @@
 """Speed benchmark: training words/s of w2vdist and of gensim (workers = cores), measured in the same run.
 
-    python bench/train_speed.py [--run-dir runs/text8] [--epochs 1] [--threads 1,2] [--ray-workers 2] [key=value]
-    python bench/train_speed.py --device cuda --dims 100,300          # on a GPU machine: no gensim
+    python bench/train_speed.py [--run-dir runs/text8] [--epochs 1] [--threads 1,2] [--ray-workers 2]
+                                [--pair-sources pairs,corpus] [key=value]
+    python bench/train_speed.py --device cuda --dims 100,300 --pair-sources pairs,corpus    # GPU: no gensim
 
 words/s is corpus words (the manifest's raw_tokens per epoch) per second of training, the figure word2vec and
 gensim report, counted the same way for both: gensim's time is that of `train()` alone (vocabulary built
@@ -11,8 +12,9 @@ Each trainer runs in its own process, whose peak resident memory is printed. w2v
 - on its own without Ray (`python -m w2vdist.train.loop`, one worker with every core: the same code a Ray
   worker runs), with the numba kernel on CPUs, and
 - under Ray Train with each --ray-workers count (gloo on CPUs), on the same run directory.
-On a GPU, it prints words/s for each dim of --dims and the fraction of the training time the loop waited for
-input (the read-ahead queue was empty). Training writes into a scratch run directory whose inputs link to
+Each run is made with every input mode of --pair-sources (pairs/ read from Parquet, or pairs generated from
+corpus/ on the device). On a GPU, it prints words/s for each dim of --dims and the fraction of the training time
+the loop waited for input (the read-ahead queue was empty). Training writes into a scratch run directory whose inputs link to
 --run-dir (preprocessed with `w2vdist preprocess` first, see bench/train_quality.py).
 """
 
@@ -93,6 +95,7 @@ def main() -> int:
     parser.add_argument("--threads", default="", help="comma-separated thread counts for the run without Ray "
                                                       "(default: every core)")
     parser.add_argument("--ray-workers", default="", help="comma-separated num_workers for runs under Ray")
+    parser.add_argument("--pair-sources", default="pairs", help="comma-separated pair_source values (pairs,corpus)")
     parser.add_argument("--gensim-child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="more w2vdist settings")
     args = parser.parse_args()
@@ -100,24 +103,28 @@ def main() -> int:
     if args.gensim_child:
         gensim_child(args.epochs, cores)
         return 0
-    source = Path(args.run_dir)
-    if not (source / "manifest.json").is_file():
-        sys.exit(f"{source} has no preprocess output: run bench/train_quality.py (or w2vdist preprocess) first")
-    raw_words = json.loads((source / "manifest.json").read_text())["stages"]["preprocess"]["stats"]["raw_tokens"]
+    source_dir = Path(args.run_dir)
+    if not (source_dir / "manifest.json").is_file():
+        sys.exit(f"{source_dir} has no preprocess output: run bench/train_quality.py (or w2vdist preprocess) first")
+    manifest = json.loads((source_dir / "manifest.json").read_text())
+    raw_words = manifest["stages"]["preprocess"]["stats"]["raw_tokens"]
     rows = []
     (REPO / "runs").mkdir(exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="w2vdist-speed-", dir=REPO / "runs") as tmp:
         for dim in [int(d) for d in args.dims.split(",")]:
-            settings = [f"epochs={args.epochs}", f"dim={dim}", f"use_gpu={args.device == 'cuda'}", *args.overrides]
-            for threads in [int(t) for t in args.threads.split(",") if t] or [cores]:
-                run = scratch_run(source, Path(tmp), f"alone-{dim}-{threads}")
-                _, peak = measured([sys.executable, "-m", "w2vdist.train.loop", str(run), *settings], threads)
-                rows.append((f"w2vdist, no Ray, {threads} thread(s), dim {dim}", train_record(run), peak))
-            for workers in [int(w) for w in args.ray_workers.split(",") if w]:
-                run = scratch_run(source, Path(tmp), f"ray-{workers}-{dim}")
-                measured([sys.executable, "-m", "w2vdist.cli", "train", str(run), f"num_workers={workers}",
-                          *settings])
-                rows.append((f"w2vdist, Ray, {workers} workers, dim {dim}", train_record(run), None))
+            for source in args.pair_sources.split(","):
+                settings = [f"epochs={args.epochs}", f"dim={dim}", f"use_gpu={args.device == 'cuda'}",
+                            f"pair_source={source}", *args.overrides]
+                for threads in [int(t) for t in args.threads.split(",") if t] or [cores]:
+                    run = scratch_run(source_dir, Path(tmp), f"alone-{dim}-{source}-{threads}")
+                    _, peak = measured([sys.executable, "-m", "w2vdist.train.loop", str(run), *settings], threads)
+                    rows.append((f"w2vdist {source}, no Ray, {threads} thread(s), dim {dim}", train_record(run),
+                                 peak))
+                for workers in [int(w) for w in args.ray_workers.split(",") if w]:
+                    run = scratch_run(source_dir, Path(tmp), f"ray-{workers}-{source}-{dim}")
+                    measured([sys.executable, "-m", "w2vdist.cli", "train", str(run), f"num_workers={workers}",
+                              *settings])
+                    rows.append((f"w2vdist {source}, Ray, {workers} workers, dim {dim}", train_record(run), None))
     gensim = None
     if args.device == "cpu":
         output, gensim_peak = measured([sys.executable, __file__, "--gensim-child", f"--epochs={args.epochs}"])
@@ -126,11 +133,11 @@ def main() -> int:
         rows.append((f"gensim, {cores} workers, dim 100",
                      {"words_per_s": gensim, "seconds": seconds, "input_wait": None}, gensim_peak))
 
-    print(f"\n{'':46s}{'words/s':>12s}{'vs gensim':>11s}{'train s':>9s}{'input wait':>12s}{'peak MiB':>10s}")
+    print(f"\n{'':54s}{'words/s':>12s}{'vs gensim':>11s}{'train s':>9s}{'input wait':>12s}{'peak MiB':>10s}")
     for name, figures, peak in rows:
         ratio = f"{figures['words_per_s'] / gensim:.2f}x" if gensim else "-"
         wait = "-" if figures["input_wait"] is None else f"{100 * figures['input_wait']:.1f}%"
-        print(f"{name:46s}{figures['words_per_s']:12,.0f}{ratio:>11s}{figures['seconds']:9.1f}{wait:>12s}"
+        print(f"{name:54s}{figures['words_per_s']:12,.0f}{ratio:>11s}{figures['seconds']:9.1f}{wait:>12s}"
               f"{'-' if peak is None else peak:>10}")
     print(f"({cores} cores; load average {os.getloadavg()[0]:.1f} at the end: other work on the machine slows "
           f"every figure)")

@@ -92,6 +92,7 @@ def test_proximity_language_puts_bbb_near_its_alphabet_neighbours(trained):
 
 def test_random_language_shows_no_alphabet_structure(trained):
     similarity = _similarities(trained["random"])
-    # Seeded corpus and training, so these are fixed outcomes of tests that hold with probability 0.95 and 0.99.
-    assert _percentile_of_bbb_neighbours(similarity) < 95
+    # Seeded corpus and training, so these are fixed outcomes of tests that each hold with probability 0.99 when
+    # there is no structure (the proximity language above scores 100 and p < 1e-10).
+    assert _percentile_of_bbb_neighbours(similarity) < 99
     assert stats.ttest_1samp(_alphabet_gaps(similarity), 0, alternative="greater").pvalue > 0.01

@@ -30,7 +30,7 @@ from w2vdist.train.plan import build_plan
 from w2vdist.train.sharding import ColumnSharding
 
 REPO = Path(__file__).resolve().parents[1]
-SMALL = ["dim=16", "epochs=4", "batch_size=128", "streams=4", "alpha=0.05"]
+SMALL = ["dim=16", "epochs=4", "batch_size=128", "streams=4", "alpha=0.05", "pair_source=pairs"]
 
 
 @pytest.fixture(autouse=True)
@@ -313,17 +313,19 @@ def test_pairs_that_do_not_match_the_vocabulary_are_named(tmp_path):
     bad = run / "pairs" / "part-00000.parquet"
     table = pq.read_table(bad)
     pq.write_table(table.set_column(1, "context", pa.array([10_000] * table.num_rows, pa.int32())), bad)
-    with pytest.raises(RunDirError, match=r"part-00000.parquet': context ids run from 10000 to 10000 .* ids 0\.\.24"):
-        build_plan(load_config([], [], {"out": str(run)}))
+    settings = load_config([], ["pair_source=pairs"], {"out": str(run)})
+    with pytest.raises(RunDirError, match=r"part-00000.parquet': column context holds ids from 10000 to 10000 .* "
+                                          r"ids 0\.\.24"):
+        build_plan(settings)
     (run / "pairs" / "part-00000.parquet").unlink()
     with pytest.raises(RunDirError, match="but the manifest says"):
-        build_plan(load_config([], [], {"out": str(run)}))
+        build_plan(settings)
 
 
 @pytest.mark.parametrize("overrides, words", [
     (["dim=10", "num_workers=3"], ["'dim' (10)", "divisible by 'num_workers' (3)"]),
-    (["num_workers=5", "streams=4"], ["'num_workers' (5)", "must not exceed 'streams' (4)"]),
-    (["batch_size=8", "streams=16"], ["'batch_size' (8)", "'streams' (16)"]),
+    (["num_workers=5", "streams=4", "pair_source=pairs"], ["'num_workers' (5)", "must not exceed 'streams' (4)"]),
+    (["batch_size=8", "streams=16", "pair_source=pairs"], ["'batch_size' (8)", "'streams' (16)"]),
     (["negative=0"], ["'negative'", ">= 1"]),
 ])
 def test_settings_that_cannot_work_are_named_before_any_work(tmp_path, capsys, overrides, words):

@@ -15,6 +15,7 @@ import pytest
 
 from tests.train_fixtures import build_run_dir, two_topic_sentences
 from w2vdist.config import load_config
+from w2vdist.errors import TrainingDiverged
 from w2vdist.rundir import RunDir
 from w2vdist.train import checkpoints as ckpt
 from w2vdist.train.launcher import run_train
@@ -93,3 +94,13 @@ def test_a_killed_worker_is_replaced_and_the_run_finishes(ray_session, tmp_path)
     assert outcome["record"]["completed"]
     assert json.loads(worker_file.read_text())["pid"] != killed
     assert len(vectors(run)) == RunDir(run).stage("preprocess")["stats"]["vocab_size"]
+
+
+def test_a_run_diverging_under_ray_stops_with_the_message_naming_the_settings(ray_session, tmp_path):
+    run = build_run_dir(tmp_path / "run", two_topic_sentences(count=200), pairs_per_file=4000)
+    with pytest.raises(TrainingDiverged) as info:
+        run_train(load_config([], ["dim=100", "epochs=1", "alpha=5", "batch_size=512", "max_failures=0"],
+                              {"out": str(run)}))
+    message = str(info.value)
+    assert "diverged in epoch 1" in message and "'batch_size' (now 512)" in message
+    assert "Traceback" not in message and not (run / "vectors").exists()

@@ -96,7 +96,7 @@ class Config:
     checkpoint_interval_s: float = _setting(600.0, "Seconds between checkpoints inside an epoch "
                                                    "(one is always taken at each epoch end).", min=1)
     resume: bool = _setting(False, "Continue the run directory's training from its last checkpoint.")
-    pair_source: str = _setting("pairs", "Where training takes its pairs: pairs/ as preprocess shuffled them, or "
+    pair_source: str = _setting("corpus", "Where training takes its pairs: pairs/ as preprocess shuffled them, or "
                                          "corpus: generated each epoch from corpus/ on the training device, with "
                                          "fresh windows.", choices=("pairs", "corpus"))
     streams: int = _setting(16, "Each epoch the pairs are dealt into this many read streams and every step takes "

@@ -66,15 +66,20 @@ class ProbeRecorder:
 
     def maybe_record(self, step: int, loss: float | None, get_input_matrix: Callable[[], Any]) -> bool:
         """Add `loss` to the running mean; every `every` steps, record the probes. Returns whether it recorded."""
-        if loss is not None:
-            self._loss_sum += float(loss)
-            self._loss_count += 1
+        self._add_loss(loss)
         if step % self.every:
             return False
         self.record(step, get_input_matrix())
         return True
 
-    def record(self, step: int, matrix: Any) -> dict[str, Any]:
+    def _add_loss(self, loss: float | None) -> None:
+        if loss is not None:
+            self._loss_sum += float(loss)
+            self._loss_count += 1
+
+    def record(self, step: int, matrix: Any, loss: float | None = None) -> dict[str, Any]:
+        """Record the probes now, with the mean of the losses added since the last record and `loss`."""
+        self._add_loss(loss)
         with torch.no_grad():
             table = torch.as_tensor(matrix).detach().float()
             norms = table.norm(dim=1).clamp_min(1e-12)

@@ -84,7 +84,7 @@ def _segments(rows: list[tuple[int, int]]) -> list[tuple[int, int, int]]:
 def window_pairs(tokens: torch.Tensor, lengths: torch.Tensor, chunk_ids: torch.Tensor, window: int,
                  epoch_key: int) -> torch.Tensor:
     """The (2, P) [centers; contexts] of chunks laid end to end in `tokens` (`lengths` words each), by the
-    dynamic window of the module doc; pairs never cross from one chunk to another."""
+    dynamic window of the module doc, in the dtype of `tokens`; pairs never cross from one chunk to another."""
     device = tokens.device
     chunk_of = torch.repeat_interleave(torch.arange(len(lengths), device=device), lengths)
     index = torch.arange(len(tokens), device=device)
@@ -136,7 +136,7 @@ class CorpusReader:
             total = pairs.shape[1]
             for step in range(max(block.first_step, self.first_step), block.first_step + block.steps):
                 j = step - block.first_step
-                batch = pairs[:, j * total // block.steps:(j + 1) * total // block.steps]
+                batch = pairs[:, j * total // block.steps:(j + 1) * total // block.steps].long()
                 yield batch, batch.shape[1]
 
     def close(self) -> None:
@@ -186,6 +186,6 @@ class CorpusReader:
             ids.append(lists.values.slice(offsets[0], offsets[-1] - offsets[0]).to_numpy(zero_copy_only=False))
             lengths.append(np.diff(offsets))
             chunk_ids.append(rows.column("chunk_id").to_numpy())
-        return (torch.from_numpy(np.concatenate(ids).astype(np.int64)),
+        return (torch.from_numpy(np.concatenate(ids)),  # int32: half the bytes to shuffle
                 torch.from_numpy(np.concatenate(lengths).astype(np.int64)),
                 torch.from_numpy(np.concatenate(chunk_ids).astype(np.int64)))

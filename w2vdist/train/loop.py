@@ -139,7 +139,7 @@ def train_loop_per_worker(config: dict[str, Any], store: CheckpointStore, device
     if settings["probe_words"] and step % settings["probe_every"]:  # once more after the last step
         matrix = sharding.gather_columns(shard.input)
         if probes is not None:
-            probes.record(step, matrix)
+            probes.record(step, matrix, progress.recent_loss())
     return state
 
 
