@@ -84,7 +84,7 @@ class Config:
     # --- training ----------------------------------------------------------------------------------------------
     dim: int = _setting(100, "Vector size.", min=1)
     negative: int = _setting(5, "Noise words per positive pair, drawn from count^0.75.", min=1)
-    epochs: int = _setting(5, "Passes over pairs/.", min=1)
+    epochs: int = _setting(5, "Passes over the corpus.", min=1)
     alpha: float = _setting(0.025, "Learning rate at the start; decays linearly to min_alpha.", min=0,
                             min_exclusive=True)
     min_alpha: float = _setting(0.0001, "Learning rate at the end of the last epoch.", min=0)
