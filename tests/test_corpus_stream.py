@@ -4,7 +4,6 @@ loop trained on them (resume, topics)."""
 from __future__ import annotations
 
 from collections import defaultdict
-from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -12,7 +11,7 @@ import pytest
 import torch
 from scipy import stats
 
-from tests.train_fixtures import TOPICS, build_run_dir, two_topic_sentences
+from tests.train_fixtures import assert_topics_learned, build_run_dir, read_vectors, two_topic_sentences
 from w2vdist.config import load_config
 from w2vdist.errors import RunDirError
 from w2vdist.train import checkpoints as ckpt
@@ -129,18 +128,9 @@ def test_a_run_on_the_corpus_learns_the_topics_and_resumes_where_it_stopped(tmp_
     assert ckpt.read_state(ckpt.latest(parts / "train" / "checkpoints-local"))["step"] == 23
     assert loop_main([str(parts), *SMALL, "resume=true"]) == 0
 
-    def vectors(run: Path) -> tuple[list[str], np.ndarray]:
-        table = pq.read_table(run / "vectors")
-        return table.column("word").to_pylist(), np.array(table.column("vector").to_pylist(), dtype=np.float32)
-
-    words, trained = vectors(whole)
-    np.testing.assert_allclose(vectors(parts)[1], trained, atol=1e-6)
-    unit = trained / np.linalg.norm(trained, axis=1, keepdims=True)
-    topic = {w: name for name, members in TOPICS.items() for w in members}
-    for word in topic:
-        i = words.index(word)
-        nearest = [words[j] for j in np.argsort(-unit @ unit[i]) if words[j] in topic and j != i][:5]
-        assert sum(topic[n] == topic[word] for n in nearest) >= 4, (word, nearest)
+    words, trained = read_vectors(whole)
+    np.testing.assert_allclose(read_vectors(parts)[1], trained, atol=1e-6)
+    assert_topics_learned(words, trained)
 
 
 def test_a_missing_corpus_is_named_before_training(tmp_path):

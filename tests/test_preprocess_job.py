@@ -10,7 +10,6 @@ import sys
 import time
 from collections import Counter
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest

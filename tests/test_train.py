@@ -3,6 +3,7 @@ and the checks of bad input. The Ray tests (several workers, killed workers) are
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -16,7 +17,7 @@ import pytest
 import torch
 from scipy import stats
 
-from tests.train_fixtures import TOPICS, build_run_dir, two_topic_sentences
+from tests.train_fixtures import assert_topics_learned, build_run_dir, read_vectors, two_topic_sentences
 from w2vdist.cli import main as cli_main
 from w2vdist.config import load_config
 from w2vdist.errors import ConfigError, RunDirError
@@ -48,11 +49,6 @@ def topic_run(tmp_path_factory) -> Path:
     return build_run_dir(tmp_path_factory.mktemp("topics") / "run", two_topic_sentences(), pairs_per_file=4000)
 
 
-def read_vectors(run: Path) -> tuple[list[str], np.ndarray]:
-    table = pq.read_table(run / "vectors")
-    return table.column("word").to_pylist(), np.array(table.column("vector").to_pylist(), dtype=np.float32)
-
-
 # --- the model's arithmetic --------------------------------------------------------------------------------------
 def test_initialisation_is_word2vecs_and_shards_draw_the_columns_of_the_whole_table():
     whole = initial_input_columns(5000, 8, range(0, 8), seed=3, device=torch.device("cpu"))
@@ -73,11 +69,7 @@ def test_learning_rate_decays_linearly_over_all_planned_pairs():
 
 
 def compiled_options() -> list[bool]:
-    try:
-        import numba  # noqa: F401
-    except ImportError:
-        return [False]
-    return [False, True]
+    return [False, True] if importlib.util.find_spec("numba") else [False]
 
 
 @pytest.mark.parametrize("compiled", compiled_options())
@@ -263,13 +255,7 @@ def test_the_loop_runs_without_ray_pyspark_or_numba_and_learns_the_topics(tmp_pa
     assert table.schema == pa.schema([("id", pa.int32()), ("word", pa.string()), ("count", pa.int64()),
                                       ("vector", pa.list_(pa.float32()))])
     assert table.column("id").to_pylist() == list(range(table.num_rows))
-    words, vectors = read_vectors(run)
-    unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
-    topic = {w: name for name, members in TOPICS.items() for w in members}
-    for word in topic:
-        i = words.index(word)
-        nearest = [words[j] for j in np.argsort(-unit @ unit[i]) if words[j] in topic and j != i][:5]
-        assert sum(topic[n] == topic[word] for n in nearest) >= 4, (word, nearest)
+    assert_topics_learned(*read_vectors(run))
 
 
 def test_a_stopped_run_resumes_at_its_step_and_ends_where_an_uninterrupted_run_ends(tmp_path):

@@ -11,6 +11,7 @@ import random
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -79,3 +80,18 @@ def build_run_dir(path: Path, sentences: list[list[str]], *, window: int = 3, mi
     run.commit("preprocess", staging, ["vocab", "corpus", "pairs"],
                {"config": {"window": window, "min_count": min_count, "sample": 0.0, "seed": seed}, "stats": stats})
     return path
+
+
+def read_vectors(run: Path) -> tuple[list[str], np.ndarray]:
+    table = pq.read_table(run / "vectors")
+    return table.column("word").to_pylist(), np.array(table.column("vector").to_pylist(), dtype=np.float32)
+
+
+def assert_topics_learned(words: list[str], vectors: np.ndarray) -> None:
+    """Of each topic word's 5 nearest topic words, at least 4 are of its own topic."""
+    unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    topic = {w: name for name, members in TOPICS.items() for w in members}
+    for word in topic:
+        i = words.index(word)
+        nearest = [words[j] for j in np.argsort(-unit @ unit[i]) if words[j] in topic and j != i][:5]
+        assert sum(topic[n] == topic[word] for n in nearest) >= 4, (word, nearest)

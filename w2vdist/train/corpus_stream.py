@@ -20,18 +20,16 @@ the vectors, do not depend on the number of workers, and a resumed run regenerat
 
 from __future__ import annotations
 
-import queue
-import threading
-import time
 from dataclasses import dataclass
 from typing import Iterator
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
 from w2vdist.train import random_streams
-from w2vdist.train.data import FILE_ORDER_STREAM
+from w2vdist.train.data import FILE_ORDER_STREAM, ReadAhead
 
 BLOCK_STEPS = 256      # steps whose pairs are generated and shuffled together
 READ_AHEAD_BLOCKS = 2
@@ -117,22 +115,18 @@ class CorpusReader:
         self.device = device
         self.steps = layout.steps
         self.pairs_before = layout.pairs_before
-        self.waited_s = 0.0
-        self._queue: queue.Queue = queue.Queue(maxsize=READ_AHEAD_BLOCKS)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._read, name="corpus-read-ahead", daemon=True)
-        self._thread.start()
+        self._ahead = ReadAhead(self._read, READ_AHEAD_BLOCKS, "corpus-read-ahead")
+
+    @property
+    def waited_s(self) -> float:
+        """Time the training loop waited for input."""
+        return self._ahead.waited_s
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, int]]:
         if self.first_step >= self.steps:
             return
-        first_block = self.layout.block_of(self.first_step)
-        for block in self.layout.blocks[first_block:]:
-            waiting = time.perf_counter()
-            pairs = self._queue.get()
-            self.waited_s += time.perf_counter() - waiting
-            if isinstance(pairs, BaseException):
-                raise pairs
+        for block in self.layout.blocks[self.layout.block_of(self.first_step):]:
+            pairs = self._ahead.get()
             total = pairs.shape[1]
             for step in range(max(block.first_step, self.first_step), block.first_step + block.steps):
                 j = step - block.first_step
@@ -140,40 +134,25 @@ class CorpusReader:
                 yield batch, batch.shape[1]
 
     def close(self) -> None:
-        self._stop.set()
-        while self._thread.is_alive():  # unblock a thread waiting on a full queue
-            try:
-                self._queue.get_nowait()
-            except queue.Empty:
-                self._thread.join(timeout=0.05)
+        self._ahead.close()
 
-    def _read(self) -> None:
-        try:
-            epoch_key = random_streams.stream_seed(self.seed, random_streams.WINDOW_STREAM, self.epoch)
-            tables: dict[int, object] = {}
-            first_block = self.layout.block_of(self.first_step) if self.first_step < self.steps else None
-            for number, block in enumerate(self.layout.blocks):
-                if first_block is None or number < first_block:
-                    continue
-                tokens, lengths, chunk_ids = self._block_tokens(block, tables)
-                pairs = window_pairs(tokens.to(self.device), lengths.to(self.device), chunk_ids.to(self.device),
-                                     self.window, epoch_key)
-                generator = torch.Generator(device=self.device)
-                generator.manual_seed(random_streams.stream_seed(self.seed, random_streams.PAIR_ORDER_STREAM,
-                                                                 (self.epoch << 32) + number))
-                pairs = pairs[:, torch.randperm(pairs.shape[1], generator=generator, device=self.device)]
-                while not self._stop.is_set():
-                    try:
-                        self._queue.put(pairs, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if self._stop.is_set():
-                    return
-        except BaseException as exc:  # handed to the training loop, which raises it
-            self._queue.put(exc)
+    def _read(self) -> Iterator[torch.Tensor]:
+        """Each block's pairs from the one of `first_step` on, generated and shuffled on the device."""
+        if self.first_step >= self.steps:
+            return
+        epoch_key = random_streams.stream_seed(self.seed, random_streams.WINDOW_STREAM, self.epoch)
+        tables: dict[int, pa.Table] = {}
+        first_block = self.layout.block_of(self.first_step)
+        for number, block in enumerate(self.layout.blocks[first_block:], start=first_block):
+            tokens, lengths, chunk_ids = self._block_tokens(block, tables)
+            pairs = window_pairs(tokens.to(self.device), lengths.to(self.device), chunk_ids.to(self.device),
+                                 self.window, epoch_key)
+            generator = torch.Generator(device=self.device)
+            generator.manual_seed(random_streams.stream_seed(self.seed, random_streams.PAIR_ORDER_STREAM,
+                                                             (self.epoch << 32) + number))
+            yield pairs[:, torch.randperm(pairs.shape[1], generator=generator, device=self.device)]
 
-    def _block_tokens(self, block: Block, tables: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _block_tokens(self, block: Block, tables: dict[int, pa.Table]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The block's chunks as (ids end to end, chunk lengths, chunk ids)."""
         ids, lengths, chunk_ids = [], [], []
         for file, start, stop in block.segments:

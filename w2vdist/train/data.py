@@ -20,7 +20,7 @@ import queue
 import threading
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -92,6 +92,54 @@ def canonical_order(world_size: int, streams: int, batch_size: int) -> torch.Ten
     return torch.cat([torch.arange(start[s], start[s] + share[s]) for s in range(streams)])
 
 
+class ReadAhead:
+    """Runs the generator `produce` on a daemon thread, up to `depth` items ahead of the consumer, and times how
+    long the consumer waits (`waited_s`). An exception in `produce` is raised in the consumer by `get`."""
+
+    def __init__(self, produce: Callable[[], Iterator[Any]], depth: int, name: str):
+        self.waited_s = 0.0
+        self._produce = produce
+        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def get(self) -> Any:
+        waiting = time.perf_counter()
+        item = self._queue.get()
+        self.waited_s += time.perf_counter() - waiting
+        if isinstance(item, _Failure):
+            raise item.error
+        return item
+
+    def close(self) -> None:
+        self._stop.set()
+        while self._thread.is_alive():  # unblock a thread waiting on a full queue
+            try:
+                self._queue.get_nowait()
+            except queue.Empty:
+                self._thread.join(timeout=0.05)
+
+    def _run(self) -> None:
+        try:
+            for item in self._produce():
+                while not self._stop.is_set():
+                    try:
+                        self._queue.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if self._stop.is_set():
+                    return
+        except BaseException as exc:  # handed to the consumer, which raises it
+            self._queue.put(_Failure(exc))
+
+
+@dataclass(frozen=True)
+class _Failure:
+    error: BaseException
+
+
 class PairsReader:
     """Iterates over this worker's contributions, one (2, width) int32 tensor [centers; contexts] per step,
     from `first_step` to the epoch's end. A thread reads the Parquet files ahead of the training loop."""
@@ -105,54 +153,33 @@ class PairsReader:
         self.first_step = first_step
         self.pin_memory = pin_memory
         self.steps_per_chunk = max(1, READ_AHEAD_PAIRS // max(width, 1))
-        self.waited_s = 0.0  # time the training loop waited for input
-        self._queue: queue.Queue = queue.Queue(maxsize=READ_AHEAD_CHUNKS)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._read, name="pairs-read-ahead", daemon=True)
-        self._thread.start()
+        self._ahead = ReadAhead(self._read, READ_AHEAD_CHUNKS, "pairs-read-ahead")
+
+    @property
+    def waited_s(self) -> float:
+        """Time the training loop waited for input."""
+        return self._ahead.waited_s
 
     def __iter__(self) -> Iterator[torch.Tensor]:
         for _ in range(self.first_step, self.layout.steps, self.steps_per_chunk):
-            waiting = time.perf_counter()
-            chunk = self._queue.get()
-            self.waited_s += time.perf_counter() - waiting
-            if isinstance(chunk, BaseException):
-                raise chunk
-            yield from chunk  # a (steps, 2, width) tensor yields one step at a time
+            yield from self._ahead.get()  # a (steps, 2, width) tensor yields one step at a time
 
     def close(self) -> None:
-        self._stop.set()
-        while self._thread.is_alive():  # unblock a thread waiting on a full queue
-            try:
-                self._queue.get_nowait()
-            except queue.Empty:
-                self._thread.join(timeout=0.05)
+        self._ahead.close()
 
-    def _read(self) -> None:
-        try:
-            buffers = [_StreamBuffer(self.files, self.layout.segments[s], self.first_step * int(self.layout.share[s]))
-                       for s in self.my_streams]
-            shares = [int(self.layout.share[s]) for s in self.my_streams]
-            for step in range(self.first_step, self.layout.steps, self.steps_per_chunk):
-                steps = min(self.steps_per_chunk, self.layout.steps - step)
-                chunk = np.full((2, steps, self.width), PAD, dtype=np.int32)
-                offset = 0
-                for buffer, share in zip(buffers, shares):
-                    chunk[:, :, offset:offset + share] = buffer.take(steps * share).reshape(2, steps, share)
-                    offset += share
-                tensor = torch.from_numpy(np.ascontiguousarray(chunk.transpose(1, 0, 2)))
-                if self.pin_memory:
-                    tensor = tensor.pin_memory()
-                while not self._stop.is_set():
-                    try:
-                        self._queue.put(tensor, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if self._stop.is_set():
-                    return
-        except BaseException as exc:  # handed to the training loop, which raises it
-            self._queue.put(exc)
+    def _read(self) -> Iterator[torch.Tensor]:
+        buffers = [_StreamBuffer(self.files, self.layout.segments[s], self.first_step * int(self.layout.share[s]))
+                   for s in self.my_streams]
+        shares = [int(self.layout.share[s]) for s in self.my_streams]
+        for step in range(self.first_step, self.layout.steps, self.steps_per_chunk):
+            steps = min(self.steps_per_chunk, self.layout.steps - step)
+            chunk = np.full((2, steps, self.width), PAD, dtype=np.int32)
+            offset = 0
+            for buffer, share in zip(buffers, shares):
+                chunk[:, :, offset:offset + share] = buffer.take(steps * share).reshape(2, steps, share)
+                offset += share
+            tensor = torch.from_numpy(np.ascontiguousarray(chunk.transpose(1, 0, 2)))
+            yield tensor.pin_memory() if self.pin_memory else tensor
 
 
 class PairsInput:
