@@ -233,13 +233,16 @@ def test_every_worker_count_trains_on_the_same_batches_and_each_epoch_sees_every
 
 
 # --- the loop on its own -----------------------------------------------------------------------------------------
-def test_the_loop_runs_without_ray_pyspark_or_numba_and_learns_the_topics(tmp_path):
-    """Only torch and pyarrow: the step then runs torch's ops, the GPU code path, on the CPU."""
+@pytest.mark.parametrize("pair_source", ["pairs", "corpus"])
+def test_the_loop_runs_without_ray_pyspark_or_numba_and_learns_the_topics(tmp_path, pair_source):
+    """Only torch and pyarrow: the step, the noise draws and the pair generation then run torch's ops, the GPU
+    code path, on the CPU."""
     run = build_run_dir(tmp_path / "run", two_topic_sentences(), pairs_per_file=4000)
     blocked = ("import sys; sys.modules.update({'ray': None, 'pyspark': None, 'numba': None}); "
                "from w2vdist.train.loop import main; sys.exit(main(sys.argv[1:]))")
-    done = subprocess.run([sys.executable, "-c", blocked, str(run), *SMALL], capture_output=True, text=True,
-                          cwd=REPO, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    done = subprocess.run([sys.executable, "-c", blocked, str(run), *SMALL, f"pair_source={pair_source}"],
+                          capture_output=True, text=True, cwd=REPO, timeout=300,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert done.returncode == 0, done.stderr
     assert "words/s" in done.stderr and "numba is not installed" in done.stderr
     assert json.loads((run / "train" / "workers" / "rank-0.json").read_text())["kernel"] == "torch"
