@@ -95,8 +95,9 @@ def window_pairs(tokens: torch.Tensor, lengths: torch.Tensor, chunk_ids: torch.T
         within = reach >= distance
         ahead = index[within & (remaining >= distance)]
         behind = index[within & (position >= distance)]
-        centers += [tokens[ahead], tokens[behind]]
-        contexts += [tokens[ahead + distance], tokens[behind - distance]]
+        # index_select: a third of the time of [] on CPUs
+        centers += [tokens.index_select(0, ahead), tokens.index_select(0, behind)]
+        contexts += [tokens.index_select(0, ahead + distance), tokens.index_select(0, behind - distance)]
     return torch.stack([torch.cat(centers), torch.cat(contexts)])
 
 
@@ -150,7 +151,8 @@ class CorpusReader:
             generator = torch.Generator(device=self.device)
             generator.manual_seed(random_streams.stream_seed(self.seed, random_streams.PAIR_ORDER_STREAM,
                                                              (self.epoch << 32) + number))
-            yield pairs[:, torch.randperm(pairs.shape[1], generator=generator, device=self.device)]
+            order = torch.randperm(pairs.shape[1], generator=generator, device=self.device)
+            yield torch.stack([pairs[0].index_select(0, order), pairs[1].index_select(0, order)])
 
     def _block_tokens(self, block: Block, tables: dict[int, pa.Table]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The block's chunks as (ids end to end, chunk lengths, chunk ids)."""
