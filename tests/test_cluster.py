@@ -322,14 +322,15 @@ def test_ray_job_submit_trains_on_two_nodes(ray_cluster, preprocessed):
     ranks = {}
     for path in (run_dir / "train" / "workers").glob("rank-*.json"):
         info = json.loads(path.read_text())
-        ranks[info["rank"]] = info["pid"]
+        ranks[info["rank"]] = info
     assert sorted(ranks) == [0, 1], ranks
     nodes = {}
-    for rank, pid in ranks.items():
+    for rank, info in ranks.items():
         found = ray_cluster.state("workers", detail="1", filter_keys="pid", filter_predicates="=",
-                                  filter_values=str(pid))
-        assert found, f"Ray knows no worker with pid {pid} (rank {rank})"
+                                  filter_values=str(info["pid"]))
+        assert found, f"Ray knows no worker with pid {info['pid']} (rank {rank})"
         nodes[rank] = found[0]["node_id"]
+        assert info["ray_node"] == nodes[rank]  # the node the worker recorded itself
     cluster_nodes = {n["node_id"]: n["node_ip"] for n in ray_cluster.alive_nodes()}
     assert set(nodes.values()) == set(cluster_nodes), (f"ranks ran on nodes {nodes}; the cluster's nodes: "
                                                        f"{cluster_nodes}")

@@ -49,7 +49,9 @@ def test_two_workers_train_the_same_vectors_as_one(ray_session, tmp_path, pair_s
     two = build_run_dir(tmp_path / "two", sentences)
     record = train(two, "num_workers=2", f"pair_source={pair_source}")
     assert record["stats"]["workers"] == 2 and record["completed"]
-    assert {json.loads(p.read_text())["rank"] for p in (two / "train" / "workers").glob("rank-*.json")} == {0, 1}
+    workers = [json.loads(p.read_text()) for p in (two / "train" / "workers").glob("rank-*.json")]
+    assert {w["rank"] for w in workers} == {0, 1}
+    assert {w["ray_node"] for w in workers} == {ray_session.get_runtime_context().get_node_id()}
     np.testing.assert_allclose(vectors(two), vectors(one), atol=2e-5)
 
 

@@ -117,6 +117,7 @@ def _resources(config: Config, cluster: dict[str, float]) -> tuple[bool, int]:
 
 def _worker(config: dict[str, Any]) -> None:
     """One Ray Train worker: the loop on the device Ray gave it, checkpoints through Ray Train."""
+    import ray
     import ray.train.torch
 
     from w2vdist.cli import configure_logging
@@ -124,7 +125,8 @@ def _worker(config: dict[str, Any]) -> None:
 
     configure_logging()
     logging.getLogger("w2vdist").setLevel(logging.INFO)
-    train_loop_per_worker(config, RayCheckpoints(), ray.train.torch.get_device())
+    node = ray.get_runtime_context().get_node_id()
+    train_loop_per_worker({**config, "ray_node": node}, RayCheckpoints(), ray.train.torch.get_device())
 
 
 class RayCheckpoints:

@@ -62,7 +62,7 @@ def train_loop_per_worker(config: dict[str, Any], store: CheckpointStore, device
     rank = sharding.rank
     leader = rank == 0
     kernel = choose_kernel(device, config["threads"])
-    _record_worker(run_dir, rank, device, kernel)
+    _record_worker(run_dir, rank, device, kernel, config.get("ray_node"))
 
     vocab = read_vocabulary(run_dir / "vocab")
     sampler = NoiseSampler(vocab.column("count").to_numpy(), settings["seed"], device)
@@ -246,15 +246,16 @@ def _duration(seconds: float) -> str:
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
-def _record_worker(run_dir: Path, rank: int, device: torch.device, kernel: str) -> None:
-    """RUN_DIR/train/workers/rank-R.json: which process trains shard R (operators, and the killed-worker test)."""
+def _record_worker(run_dir: Path, rank: int, device: torch.device, kernel: str, ray_node: str | None) -> None:
+    """RUN_DIR/train/workers/rank-R.json: which process trains shard R, on which host and Ray node (operators,
+    and the killed-worker test)."""
     import os
     import socket
 
     folder = run_dir / "train" / WORKERS_DIR
     folder.mkdir(parents=True, exist_ok=True)
-    info = {"rank": rank, "pid": os.getpid(), "host": socket.gethostname(), "device": str(device), "kernel": kernel,
-            "started": time.time()}
+    info = {"rank": rank, "pid": os.getpid(), "host": socket.gethostname(), "ray_node": ray_node,
+            "device": str(device), "kernel": kernel, "started": time.time()}
     (folder / f"rank-{rank}.json").write_text(json.dumps(info) + "\n", encoding="utf-8")
 
 
