@@ -20,6 +20,7 @@ the vectors, do not depend on the number of workers, and a resumed run regenerat
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -50,13 +51,22 @@ class CorpusLayout:
         order = np.random.default_rng([seed, FILE_ORDER_STREAM, epoch]).permutation(len(file_chunks))
         pairs_per_chunk = pairs_per_epoch / sum(file_chunks)
         chunks_per_block = max(1, round(BLOCK_STEPS * batch_size / max(pairs_per_chunk, 1e-9)))
-        rows = [(int(f), row) for f in order for row in range(file_chunks[f])]
+        segments: list[list[tuple[int, int, int]]] = [[] for _ in range(-(-sum(file_chunks) // chunks_per_block))]
+        before = 0  # chunks of the files before this one, in this epoch's order
+        for file in (int(f) for f in order):
+            row = 0
+            while row < file_chunks[file]:
+                block = (before + row) // chunks_per_block
+                stop = min(file_chunks[file], (block + 1) * chunks_per_block - before)
+                segments[block].append((file, row, stop))
+                row = stop
+            before += file_chunks[file]
         self.blocks: list[Block] = []
         first_step = 0
-        for start in range(0, len(rows), chunks_per_block):
-            part = rows[start:start + chunks_per_block]
-            steps = max(1, round(len(part) * pairs_per_chunk / batch_size))
-            self.blocks.append(Block(_segments(part), len(part), steps, first_step))
+        for parts in segments:
+            chunks = sum(stop - start for _, start, stop in parts)
+            steps = max(1, round(chunks * pairs_per_chunk / batch_size))
+            self.blocks.append(Block(parts, chunks, steps, first_step))
             first_step += steps
         self.steps = first_step
         self.pairs_per_epoch = pairs_per_epoch
@@ -66,17 +76,7 @@ class CorpusLayout:
         return round(step * self.pairs_per_epoch / self.steps)
 
     def block_of(self, step: int) -> int:
-        return next(i for i, block in enumerate(self.blocks) if step < block.first_step + block.steps)
-
-
-def _segments(rows: list[tuple[int, int]]) -> list[tuple[int, int, int]]:
-    segments: list[tuple[int, int, int]] = []
-    for file, row in rows:
-        if segments and segments[-1][0] == file and segments[-1][2] == row:
-            segments[-1] = (file, segments[-1][1], row + 1)
-        else:
-            segments.append((file, row, row + 1))
-    return segments
+        return bisect.bisect_right([block.first_step for block in self.blocks], step) - 1
 
 
 def window_pairs(tokens: torch.Tensor, lengths: torch.Tensor, chunk_ids: torch.Tensor, window: int,
