@@ -100,9 +100,16 @@ def test_a_killed_worker_is_replaced_and_the_run_finishes(ray_session, tmp_path)
 
 def test_a_run_diverging_under_ray_stops_with_the_message_naming_the_settings(ray_session, tmp_path):
     run = build_run_dir(tmp_path / "run", two_topic_sentences(count=200), pairs_per_file=4000)
+    diverging = ["dim=100", "epochs=1", "alpha=5", "batch_size=512", "max_failures=2"]
     with pytest.raises(TrainingDiverged) as info:
-        run_train(load_config([], ["dim=100", "epochs=1", "alpha=5", "batch_size=512", "max_failures=0"],
-                              {"out": str(run)}))
+        run_train(load_config([], diverging, {"out": str(run)}))
     message = str(info.value)
     assert "diverged in epoch 1" in message and "'batch_size' (now 512)" in message
     assert "Traceback" not in message and not (run / "vectors").exists()
+    # Ray restarted the workers twice; each stopped at once on the recorded divergence rather than training the
+    # epoch again: the workers' files were written after the first attempt's end
+    diverged_at = (run / "train" / "diverged.txt").stat().st_mtime
+    starts = [json.loads(p.read_text())["started"] for p in (run / "train" / "workers").glob("rank-*.json")]
+    assert starts and all(start > diverged_at for start in starts)
+    record = run_train(load_config([], ["dim=100", "epochs=1", "batch_size=512"], {"out": str(run)}))
+    assert record["completed"] and not (run / "train" / "diverged.txt").exists()

@@ -40,6 +40,7 @@ PROGRESS_EVERY_S = 5.0
 CONTROL_EVERY = 32        # steps between two agreements of all workers on "checkpoint now?" (rank 0's clock)
 METRICS_FILE = "metrics.jsonl"
 WORKERS_DIR = "workers"
+DIVERGED_FILE = "diverged.txt"  # a diverged run's message: a restarted worker stops at once instead of retraining
 
 T = TypeVar("T")
 
@@ -63,6 +64,9 @@ def train_loop_per_worker(config: dict[str, Any], store: CheckpointStore, device
     leader = rank == 0
     kernel = choose_kernel(device, config["threads"])
     _record_worker(run_dir, rank, device, kernel, config.get("ray_node"))
+    diverged = run_dir / "train" / DIVERGED_FILE
+    if diverged.is_file():  # Ray Train restarts failed workers; a divergence would only happen again
+        raise TrainingDiverged(diverged.read_text(encoding="utf-8"))
 
     vocab = read_vocabulary(run_dir / "vocab")
     sampler = NoiseSampler(vocab.column("count").to_numpy(), settings["seed"], device)
@@ -130,7 +134,10 @@ def train_loop_per_worker(config: dict[str, Any], store: CheckpointStore, device
             source.close()
         state["epochs"].append(progress.end_epoch(source.waited_s))
         if not math.isfinite(state["epochs"][-1]["loss"]):  # before its checkpoint: a resume starts before it
-            raise TrainingDiverged.in_epoch(epoch + 1, batch_size, settings["alpha"])
+            error = TrainingDiverged.in_epoch(epoch + 1, batch_size, settings["alpha"])
+            if leader:
+                diverged.write_text(str(error), encoding="utf-8")
+            raise error
         checkpoint(epoch + 1, 0, finished=epoch + 1 == settings["epochs"])
         last_checkpoint = time.monotonic()
         if leader:

@@ -25,7 +25,7 @@ import pyarrow.parquet as pq
 from w2vdist.errors import ConfigError, RunDirError
 from w2vdist.rundir import RunDir
 from w2vdist.train import checkpoints as ckpt
-from w2vdist.train.loop import METRICS_FILE, WORKERS_DIR
+from w2vdist.train.loop import DIVERGED_FILE, METRICS_FILE, WORKERS_DIR
 from w2vdist.train.plan import RESULT_SETTINGS, TrainPlan, read_vocabulary
 
 STAGE = "train"
@@ -40,6 +40,7 @@ ROWS_PER_BLOCK = 1 << 16
 def prepare(plan: TrainPlan, resume: bool, checkpoint_root: Path) -> None:
     run = RunDir(plan.run_dir)
     train_dir = run.path / TRAIN_DIR
+    (train_dir / DIVERGED_FILE).unlink(missing_ok=True)  # other settings (or a resume) deserve a new try
     if resume:
         check_resumable(plan, checkpoint_root)
     else:
