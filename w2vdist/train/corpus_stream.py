@@ -154,7 +154,8 @@ class CorpusReader:
             order = torch.randperm(pairs.shape[1], generator=generator, device=self.device)
             yield torch.stack([pairs[0].index_select(0, order), pairs[1].index_select(0, order)])
 
-    def _block_tokens(self, block: Block, tables: dict[int, pa.Table]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _block_tokens(self, block: Block,
+                      tables: dict[int, pa.Table]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The block's chunks as (ids end to end, chunk lengths, chunk ids)."""
         ids, lengths, chunk_ids = [], [], []
         for file, start, stop in block.segments:

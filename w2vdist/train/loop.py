@@ -69,7 +69,7 @@ def train_loop_per_worker(config: dict[str, Any], store: CheckpointStore, device
         raise TrainingDiverged(diverged.read_text(encoding="utf-8"))
 
     vocab = read_vocabulary(run_dir / "vocab")
-    sampler = NoiseSampler(vocab.column("count").to_numpy(), settings["seed"], device)
+    sampler = NoiseSampler(vocab.column("count").to_numpy(), settings["seed"], device, compiled=kernel == "numba")
     restored = store.restore(lambda folder: (ckpt.load_columns(folder, sharding.columns, device),
                                              ckpt.read_state(folder)))
     if restored is None:

@@ -39,14 +39,14 @@ class NoiseSampler:
     uninterrupted run would have; and numba on CPUs (cpu_kernels.draw_targets) and torch on any device compute the
     same words."""
 
-    def __init__(self, counts: np.ndarray, seed: int, device: torch.device, compiled: bool | None = None):
+    def __init__(self, counts: np.ndarray, seed: int, device: torch.device, compiled: bool):
         weights = np.asarray(counts, dtype=np.float64) ** NOISE_POWER
         # step s's key follows from step 0's (SeedSequence, a few tens of microseconds, once)
         self.first_key = random_streams.stream_seed(seed, random_streams.NOISE_STREAM, 0)
         self.device = device
-        self._cpu = _cpu_kernels() if compiled is not False and device.type == "cpu" else None
-        if compiled and self._cpu is None:
-            raise ValueError("compiled noise draws need numba and a CPU device")
+        if compiled and device.type != "cpu":
+            raise ValueError("compiled noise draws need a CPU device")
+        self._cpu = _cpu_kernels() if compiled else None
         threshold, alias = (self._cpu.alias_table if self._cpu else alias_table)(weights / weights.sum())
         self.threshold = torch.from_numpy(threshold).to(device)
         self.alias = torch.from_numpy(alias).to(device)
@@ -72,10 +72,9 @@ class NoiseSampler:
 
 
 def _cpu_kernels():
-    try:
-        from w2vdist.train import cpu_kernels
-    except ImportError:  # numba is optional: torch's ops do the same work, slower
-        return None
+    # imported only where the loop chose the numba kernel (loop.choose_kernel): numba is optional
+    from w2vdist.train import cpu_kernels
+
     return cpu_kernels
 
 
@@ -123,9 +122,7 @@ class EmbeddingShard:
         self.output = output_table
         self.kernel = kernel
         if kernel == "numba":
-            from w2vdist.train import cpu_kernels
-
-            self._cpu = cpu_kernels
+            self._cpu = _cpu_kernels()
 
     @classmethod
     def initial(cls, vocab_size: int, dim: int, columns: range, seed: int, device: torch.device,
