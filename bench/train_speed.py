@@ -1,21 +1,21 @@
-"""Speed benchmark: training words/s of w2vdist and of gensim (workers = cores), measured in the same run.
+"""Speed benchmark: training words/s of w2vdist and of gensim, measured in the same run.
 
     python bench/train_speed.py [--run-dir runs/text8] [--epochs 1] [--threads 1,2] [--ray-workers 2]
                                 [--pair-sources pairs,corpus] [key=value]
-    python bench/train_speed.py --device cuda --dims 100,300 --pair-sources pairs,corpus    # GPU: no gensim
+    python bench/train_speed.py --device cuda --dims 100,300    # GPU: the Triton kernel; no gensim
 
 words/s is corpus words (the manifest's raw_tokens per epoch) per second of training, the figure word2vec and
 gensim report, counted the same way for both: gensim's time is that of `train()` alone (vocabulary built
 before), w2vdist's that of its epochs (from the train record; Ray start-up and writing vectors/ excluded).
 
 Each trainer runs in its own process, whose peak resident memory is printed. w2vdist runs
-- on its own without Ray (`python -m w2vdist.train.loop`, one worker with every core: the same code a Ray
-  worker runs), with the numba kernel on CPUs, and
-- under Ray Train with each --ray-workers count (gloo on CPUs), on the same run directory.
-Each run is made with every input mode of --pair-sources (pairs/ read from Parquet, or pairs generated from
-corpus/ on the device). On a GPU, it prints words/s for each dim of --dims and the fraction of the training time
-the loop waited for input (the read-ahead queue was empty). Training writes into a scratch run directory whose inputs link to
---run-dir (preprocessed with `w2vdist preprocess` first, see bench/train_quality.py).
+- on its own without Ray (`python -m w2vdist.train.local`: the same loop a Ray worker runs) with each thread
+  count of --threads, compared with gensim with as many workers, and
+- under Ray Train with each --ray-workers count (data-parallel replicas, gloo on CPUs), on the same run
+  directory, compared with gensim with as many workers as the machine has cores.
+Each run is made with every input mode of --pair-sources. On a GPU, it prints words/s for each dim of --dims and
+the fraction of the training time the loop waited for input. Training writes into a scratch run directory whose
+inputs link to --run-dir (preprocessed first, see bench/train_quality.py).
 """
 
 from __future__ import annotations
@@ -95,13 +95,14 @@ def main() -> int:
     parser.add_argument("--threads", default="", help="comma-separated thread counts for the run without Ray "
                                                       "(default: every core)")
     parser.add_argument("--ray-workers", default="", help="comma-separated num_workers for runs under Ray")
-    parser.add_argument("--pair-sources", default="pairs", help="comma-separated pair_source values (pairs,corpus)")
+    parser.add_argument("--pair-sources", default="corpus", help="comma-separated pair_source values (pairs,corpus)")
     parser.add_argument("--gensim-child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--gensim-workers", type=int, default=1, help=argparse.SUPPRESS)
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="more w2vdist settings")
     args = parser.parse_args()
     cores = os.cpu_count() or 1
     if args.gensim_child:
-        gensim_child(args.epochs, cores)
+        gensim_child(args.epochs, args.gensim_workers)
         return 0
     source_dir = Path(args.run_dir)
     if not (source_dir / "manifest.json").is_file():
@@ -117,28 +118,34 @@ def main() -> int:
                             f"pair_source={source}", *args.overrides]
                 for threads in [int(t) for t in args.threads.split(",") if t] or [cores]:
                     run = scratch_run(source_dir, Path(tmp), f"alone-{dim}-{source}-{threads}")
-                    _, peak = measured([sys.executable, "-m", "w2vdist.train.loop", str(run), *settings], threads)
+                    _, peak = measured([sys.executable, "-m", "w2vdist.train.local", str(run), *settings], threads)
                     rows.append((f"w2vdist {source}, no Ray, {threads} thread(s), dim {dim}", train_record(run),
-                                 peak))
+                                 peak, threads))
                 for workers in [int(w) for w in args.ray_workers.split(",") if w]:
                     run = scratch_run(source_dir, Path(tmp), f"ray-{workers}-{source}-{dim}")
                     measured([sys.executable, "-m", "w2vdist.cli", "train", str(run), f"num_workers={workers}",
                               *settings])
-                    rows.append((f"w2vdist {source}, Ray, {workers} workers, dim {dim}", train_record(run), None))
-    gensim = None
+                    rows.append((f"w2vdist {source}, Ray, {workers} workers, dim {dim}", train_record(run), None,
+                                 cores))
+    gensim: dict[int, float] = {}
     if args.device == "cpu":
-        output, gensim_peak = measured([sys.executable, __file__, "--gensim-child", f"--epochs={args.epochs}"])
-        seconds = json.loads(output.strip().splitlines()[-1])["seconds"]
-        gensim = raw_words * args.epochs / seconds
-        rows.append((f"gensim, {cores} workers, dim 100",
-                     {"words_per_s": gensim, "seconds": seconds, "input_wait": None}, gensim_peak))
+        for workers in sorted({row[3] for row in rows}):
+            output, gensim_peak = measured([sys.executable, __file__, "--gensim-child", f"--epochs={args.epochs}",
+                                            f"--gensim-workers={workers}"])
+            seconds = json.loads(output.strip().splitlines()[-1])["seconds"]
+            gensim[workers] = raw_words * args.epochs / seconds
+            rows.append((f"gensim, {workers} worker(s), dim 100",
+                         {"words_per_s": gensim[workers], "seconds": seconds, "input_wait": None}, gensim_peak,
+                         workers))
 
     print(f"\n{'':54s}{'words/s':>12s}{'vs gensim':>11s}{'train s':>9s}{'input wait':>12s}{'peak MiB':>10s}")
-    for name, figures, peak in rows:
-        ratio = f"{figures['words_per_s'] / gensim:.2f}x" if gensim else "-"
+    for name, figures, peak, workers in rows:
+        ratio = f"{figures['words_per_s'] / gensim[workers]:.2f}x" if workers in gensim else "-"
         wait = "-" if figures["input_wait"] is None else f"{100 * figures['input_wait']:.1f}%"
         print(f"{name:54s}{figures['words_per_s']:12,.0f}{ratio:>11s}{figures['seconds']:9.1f}{wait:>12s}"
               f"{'-' if peak is None else peak:>10}")
+    print("(vs gensim: against gensim with as many workers as w2vdist's threads; Ray rows against gensim with every "
+          "core)")
     print(f"({cores} cores; load average {os.getloadavg()[0]:.1f} at the end: other work on the machine slows "
           f"every figure)")
     return 0

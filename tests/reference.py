@@ -53,6 +53,53 @@ def keep_probability(count, total, sample):
     return min(1.0, (math.sqrt(count / threshold) + 1) * threshold / count)
 
 
+def ids_after_min_count(chunks, vocabulary_rows):
+    """corpus/: each chunk's tokens as vocabulary ids, tokens outside the vocabulary dropped, text order kept."""
+    index = {word: i for i, word, _ in vocabulary_rows}
+    return [[index[t] for t in chunk if t in index] for chunk in chunks]
+
+
+# The draws, in plain Python integers from the laws in w2vdist/random_streams.py's docstring (only the stream
+# keys, NumPy's SeedSequence, are taken from the module).
+_GAMMA, _MASK = 0x9E3779B97F4A7C15, (1 << 64) - 1
+
+
+def _splitmix64(state):
+    z = state & _MASK
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK
+    return z ^ (z >> 31)
+
+
+def chunk_key(stream_key, chunk_id):
+    return _splitmix64(stream_key + (chunk_id + 1) * _GAMMA) >> 1
+
+
+def draw_bits(key, counter):
+    return _splitmix64(key + (counter + 1) * _GAMMA)
+
+
+def keep_threshold(count, total, sample):
+    """p_keep out of 2^24, rounded to the nearest integer; sample 0 keeps every word."""
+    p = 1.0 if sample <= 0 or count == 0 else keep_probability(count, total, sample)
+    return round(p * (1 << 24))
+
+
+def draw_pairs(chunks, counts, sample, subsample_key, window_key, window, stride):
+    """One epoch (pair draw) of word2vec's skip-gram loop over (chunk_id, ids) chunks: each token kept with its
+    word's keep draw, the kept words compacted (a dropped word leaves no gap), each kept center's reach drawn at
+    counter position * stride, then every kept word within the reach inside the chunk is a context."""
+    total = sum(counts)
+    thresholds = [keep_threshold(c, total, sample) for c in counts]
+    pairs = []
+    for chunk_id, ids in chunks:
+        keep_key, reach_key = chunk_key(subsample_key, chunk_id), chunk_key(window_key, chunk_id)
+        kept = [(p, w) for p, w in enumerate(ids) if draw_bits(keep_key, p) >> 40 < thresholds[w]]
+        reaches = [1 + (((draw_bits(reach_key, p * stride) >> 32) * window) >> 32) for p, _ in kept]
+        pairs += window_pairs([w for _, w in kept], reaches)
+    return pairs
+
+
 def window_pairs(ids, reaches):
     """word2vec's skip-gram loop for one chunk, given each position's drawn window."""
     pairs = []

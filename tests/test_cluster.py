@@ -35,7 +35,7 @@ pytestmark = pytest.mark.cluster
 REPO = Path(__file__).resolve().parents[1]
 CORPUS = "w2vdist/data/sample_corpus.txt.gz"  # relative to REPO, where the jobs are submitted from
 SUBMIT_TIMEOUT = 300  # seconds for one spark-submit or one Ray job
-TRAIN_ARGS = ["num_workers=2", "dim=8", "epochs=1", "batch_size=1024", "max_failures=0"]
+TRAIN_ARGS = ["num_workers=2", "dim=8", "epochs=1", "max_failures=0"]
 
 
 def _env(**extra: str) -> dict[str, str]:
@@ -348,7 +348,7 @@ def test_pipeline_conf_cluster_yaml_uses_both_clusters(spark_cluster, ray_cluste
     before = {a["id"] for a in _get_json(spark_cluster.status_url)["completedapps"]}
     log = tmp_path / "pipeline.log"
     code = _run("w2vdist pipeline", [sys.executable, "-m", "w2vdist.cli", "pipeline", "conf/cluster.yaml",
-                                     "dim=8", "epochs=1", "batch_size=1024", "max_failures=0", "phrase_passes=0"],
+                                     "dim=8", "epochs=1", "max_failures=0", "phrase_passes=0"],
                 log, SUBMIT_TIMEOUT, env)
     assert code == 0, f"w2vdist pipeline exited with {code}:\n{tail(log, 60)}"
     stages = _manifest(out)["stages"]

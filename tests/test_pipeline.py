@@ -31,7 +31,7 @@ def setup(tmp_path_factory):
     config = root / "small.yaml"
     config.write_text(json.dumps({
         "input": [str(REPO / "w2vdist" / "data" / "sample_corpus.txt.gz")], "out": str(root / "run"),
-        "spark_master": "local[2]", "spark_conf": spark_test_conf(), "dim": 16, "epochs": 1, "batch_size": 1024, "phrase_passes": 1,
+        "spark_master": "local[2]", "spark_conf": spark_test_conf(), "dim": 16, "epochs": 1, "phrase_passes": 1,
         "export_formats": ["word2vec", "word2vec-binary"], "eval_analogies": str(root / "analogies.txt"),
         "num_workers": 1, "use_gpu": False, "tracking": True}))
     return root, config, pipeline(config)

@@ -20,8 +20,9 @@ from w2vdist.cli import main
 from w2vdist.config import load_config
 from w2vdist.errors import ConfigError, InputError, RunDirError
 from w2vdist.preprocess import job
-from w2vdist.preprocess.pairs import window_pairs
 from w2vdist.preprocess.job import run_preprocess
+from w2vdist.preprocess.pairs import center_stride
+from w2vdist.random_streams import Stream, stream_key
 from w2vdist.tokenizer import Tokenizer
 
 PHRASE_LINES = [
@@ -64,7 +65,7 @@ def settings(inputs, out, *extra):
 def finished_run(spark, corpus, tmp_path_factory):
     inputs, lines = corpus
     out = tmp_path_factory.mktemp("runs") / "run"
-    record = run_preprocess(settings(inputs, out), spark=spark)
+    record = run_preprocess(settings(inputs, out, "pair_draws=2"), spark=spark)
     return out, record, lines
 
 
@@ -74,7 +75,7 @@ def test_statistics_and_datasets_equal_the_reference(finished_run):
     stats = record["stats"]
     assert stats["raw_tokens"] == sum(len(c) for c in chunks)
     assert stats["documents"] == stats["chunks"] == len(chunks)
-    assert stats["undecodable_lines"] == 0
+    assert stats["undecodable_lines"] == 0 and stats["input_files"] == 5
     first, after_first = reference.phrase_pass(chunks, 3, 40)
     second, after_second = reference.phrase_pass(after_first, 3, 20)
     assert ("new", "york") in first and ("new_york", "city") in second
@@ -83,22 +84,37 @@ def test_statistics_and_datasets_equal_the_reference(finished_run):
     assert {(p["phrase"], p["pass"]) for p in written} == (
         {(f"{a}_{b}", 1) for a, b in first} | {(f"{a}_{b}", 2) for a, b in second})
     vocab = pq.read_table(out / "vocab")
-    assert list(zip(*(vocab[c].to_pylist() for c in ("id", "word", "count")))) == \
-        reference.vocabulary(after_second, 3)
+    rows = reference.vocabulary(after_second, 3)
+    assert list(zip(*(vocab[c].to_pylist() for c in ("id", "word", "count")))) == rows
     assert stats["vocab_size"] == vocab.num_rows
     assert stats["tokens_after_min_count"] == sum(vocab["count"].to_pylist())
 
-    corpus = pq.read_table(out / "corpus")
-    assert stats["tokens_after_subsampling"] == sum(len(ids) for ids in corpus["ids"].to_pylist())
-    centers, contexts = window_pairs(corpus["chunk_id"].to_numpy(), corpus["ids"].combine_chunks(), 3, 1)
-    pairs = pq.read_table(out / "pairs")
-    assert pairs.schema.field("center").type == pa.int32()
-    assert stats["pairs"] == pairs.num_rows
-    assert Counter(zip(pairs["center"].to_pylist(), pairs["context"].to_pylist())) == \
-        Counter(zip(centers.tolist(), contexts.tolist()))
-    files = sorted((out / "pairs").glob("part-*.parquet"))
-    assert len(files) == stats["pair_files"] > 1
-    assert max(pq.ParquetFile(f).metadata.num_rows for f in files) <= 2 * 1000
+    corpus = pq.read_table(out / "corpus").sort_by("chunk_id")
+    assert corpus.schema.field("ids").type == pa.list_(pa.int32())
+    chunk_ids, id_lists = corpus["chunk_id"].to_pylist(), corpus["ids"].to_pylist()
+    assert Counter(map(tuple, id_lists)) == Counter(map(tuple, reference.ids_after_min_count(after_second, rows)))
+    assert stats["tokens_after_min_count"] == sum(map(len, id_lists))
+    counts = vocab["count"].to_pylist()
+    assert stats["expected_tokens_after_subsampling"] == pytest.approx(
+        sum(c * reference.keep_probability(c, sum(counts), 1e-2) for c in counts), abs=0.1)
+
+    assert stats["pair_draws"] == 2 and sorted(p.name for p in (out / "pairs").iterdir()) == ["draw=0", "draw=1"]
+    draws = []
+    for draw in (0, 1):
+        keys = stream_key(1, Stream.SUBSAMPLE, draw), stream_key(1, Stream.WINDOW, draw)
+        expected = Counter(reference.draw_pairs(zip(chunk_ids, id_lists), counts, 1e-2, *keys, 3, center_stride(3)))
+        files = sorted((out / "pairs" / f"draw={draw}").glob("part-*.parquet"))
+        pairs = pa.concat_tables(pq.read_table(f) for f in files)
+        assert pairs.schema == pa.schema([("center", pa.int32()), ("context", pa.int32())])
+        assert Counter(zip(pairs["center"].to_pylist(), pairs["context"].to_pylist())) == expected
+        assert stats["pairs_per_draw"][draw] == pairs.num_rows
+        assert len(files) > 1 and max(pq.ParquetFile(f).metadata.num_rows for f in files) <= 2 * 1000
+        draws.append((expected, len(files)))
+    assert draws[0][0] != draws[1][0]
+    assert stats["pairs"] == sum(stats["pairs_per_draw"]) and stats["pair_files"] == draws[0][1] + draws[1][1]
+    # each draw keeps about the expected tokens, so it has about (window + 1) pairs per kept token
+    for n in stats["pairs_per_draw"]:
+        assert 0.8 * 4 * stats["expected_tokens_after_subsampling"] < n < 4 * stats["expected_tokens_after_subsampling"]
 
 
 def test_manifest_records_inputs_settings_and_completion_last(finished_run, corpus):
@@ -107,10 +123,11 @@ def test_manifest_records_inputs_settings_and_completion_last(finished_run, corp
     stage = manifest["stages"]["preprocess"]
     assert list(stage)[-1] == "completed" and stage["completed"]
     assert stage["config"]["window"] == 3 and stage["config"]["phrase_threshold"] == [40.0, 20.0]
+    assert stage["config"]["pair_draws"] == 2 and "pair_draws" in job.SETTINGS  # a new pair_draws redoes the stage
     assert {os.path.basename(i["path"]) for i in stage["inputs"]} == \
         {"plain.txt", "packed.txt.gz", "more.txt.bz2", "docs.parquet", "docs.jsonl"}
     assert all(i["bytes"] > 0 for i in stage["inputs"])
-    assert set(stage["seconds"]) >= {"tokenize", "count", "phrases", "vocab", "subsample", "pairs", "total"}
+    assert set(stage["seconds"]) >= {"tokenize", "count", "phrases", "vocab", "ids", "pairs", "total"}
     assert not (out / "_staging").exists()
 
 

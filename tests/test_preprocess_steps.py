@@ -11,10 +11,11 @@ from scipy import stats
 from tests import reference
 from w2vdist.preprocess import phrases
 from w2vdist.preprocess.chunks import tokenize_documents
-from w2vdist.preprocess.pairs import make_pairs, window_pairs
-from w2vdist.preprocess.randomness import WINDOW_STREAM, uniform
-from w2vdist.preprocess.subsample import keep_probabilities, subsample, subsample_tokens
+from w2vdist.preprocess.ids import to_ids
+from w2vdist.preprocess.pairs import center_stride, draw_pairs, keep_mask, make_pairs
+from w2vdist.preprocess.subsample import expected_kept, keep_probabilities, keep_thresholds
 from w2vdist.preprocess.vocab import build_vocab, count_words
+from w2vdist.random_streams import Stream, stream_key
 from w2vdist.tokenizer import Tokenizer
 
 
@@ -87,65 +88,94 @@ def test_join_kernel_matches_greedy_reference_on_random_lists():
         assert got.to_pylist() == expected
 
 
-def test_subsampling_keeps_each_word_at_the_formula_rate():
+def id_lists(lists):
+    return pa.array(lists, pa.list_(pa.int32()))
+
+
+def test_subsampling_keeps_each_word_at_the_formula_rate_in_every_draw():
     counts = np.array([40_000, 20_000, 8_000, 2_000, 500, 100])
-    words = [f"w{i}" for i in range(len(counts))]
-    rng = np.random.default_rng(0)
-    flat = np.repeat(np.arange(len(counts)), counts)
-    rng.shuffle(flat)
-    lists = pa.ListArray.from_arrays(pa.array(np.append(np.arange(0, len(flat), 1000), len(flat)), pa.int32()),
-                                     pa.array(np.array(words)[flat]))
     sample = 1e-2
-    kept = subsample_tokens(np.arange(len(lists)), lists, pa.array(words), keep_probabilities(counts, sample), 7)
-    kept_counts = np.bincount(kept.values.to_numpy(), minlength=len(counts))
-    for word, count in enumerate(counts):
-        p = reference.keep_probability(count, counts.sum(), sample)
-        sigma = np.sqrt(count * p * (1 - p))
-        assert abs(kept_counts[word] - count * p) <= 4.5 * sigma + 1e-9, (word, kept_counts[word], count * p)
-    assert kept_counts[-1] == counts[-1]  # rare words are always kept: p = 1
+    flat = np.repeat(np.arange(len(counts)), counts)
+    np.random.default_rng(0).shuffle(flat)
+    lists = pa.ListArray.from_arrays(pa.array(np.append(np.arange(0, len(flat), 1000), len(flat)), pa.int32()),
+                                     pa.array(flat, pa.int32()))
+    chunk_ids = np.arange(len(lists))
+    p_keep = keep_probabilities(counts, sample)
+    masks = [keep_mask(chunk_ids, lists, keep_thresholds(counts, sample), seed=7, draw=d) for d in (0, 1)]
+    for keep in masks:
+        kept_counts = np.bincount(flat[keep], minlength=len(counts))
+        for word, count in enumerate(counts):
+            p = reference.keep_probability(count, counts.sum(), sample)
+            assert p_keep[word] == pytest.approx(p, rel=1e-12)
+            sigma = np.sqrt(count * p * (1 - p))
+            assert abs(kept_counts[word] - count * p) <= 4.5 * sigma + 1e-9, (word, kept_counts[word], count * p)
+        assert kept_counts[-1] == counts[-1]  # rare words are always kept: p = 1
+    assert 0 < (masks[0] != masks[1]).mean() < 0.5  # each draw subsamples afresh
+    assert expected_kept(counts, sample) == pytest.approx(float((counts * p_keep).sum()))
+    assert keep_thresholds(counts, 0.0).tolist() == [1 << 24] * len(counts)
+    assert keep_mask(chunk_ids, lists, keep_thresholds(counts, 0.0), seed=7, draw=0).all()
 
 
-def test_subsample_maps_words_to_ids_and_drops_unknown_words(spark):
+def test_ids_maps_words_to_ids_and_drops_unknown_words(spark):
     vocab = build_vocab(count_words(chunk_frame(spark, [["a", "b", "b", "c", "c", "c"]])), 2, None)
     frame = chunk_frame(spark, [["c", "x", "b", "a", "c"], ["y"], ["b"]])
-    rows = subsample(frame, vocab, sample=0.0, seed=1).orderBy("chunk_id").collect()
+    rows = to_ids(frame, vocab).orderBy("chunk_id").collect()
     assert [list(r["ids"]) for r in rows] == [[0, 1, 0], [], [1]]
 
 
-def test_window_pairs_equal_word2vecs_loop_given_the_same_draws():
+@pytest.mark.parametrize("sample", [0.0, 2e-2])
+def test_draw_pairs_equal_word2vecs_loop_given_the_same_draws(sample):
     rng = np.random.default_rng(5)
-    lists = [list(rng.integers(0, 50, size=n)) for n in (0, 1, 2, 7, 30)]
-    chunk_ids = np.array([11, 12, 13, 14, 15])
+    counts = np.array([40, 30, 20] + [1] * 47)  # three frequent words, so subsampling drops some tokens
+    lists = [rng.choice(len(counts), size=n, p=counts / counts.sum()).tolist() for n in (0, 1, 2, 7, 30, 200)]
+    chunk_ids = np.array([11, 12, 13, 14, 15, 1 << 40])
     window, seed = 4, 9
-    centers, contexts = window_pairs(chunk_ids, pa.array(lists, pa.list_(pa.int32())), window, seed)
-    expected = []
-    for chunk_id, ids in zip(chunk_ids, lists):
-        draws = uniform(seed, WINDOW_STREAM, np.full(len(ids), chunk_id), np.arange(len(ids)))
-        expected += reference.window_pairs(ids, [1 + int(d * window) for d in draws])
-    assert Counter(zip(centers.tolist(), contexts.tolist())) == Counter(expected)
+    thresholds = keep_thresholds(counts, sample)
+    draws = []
+    for draw in (0, 1, 2):
+        centers, contexts = draw_pairs(chunk_ids, id_lists(lists), thresholds, seed, draw, window)
+        expected = reference.draw_pairs(list(zip(chunk_ids.tolist(), lists)), counts.tolist(), sample,
+                                        stream_key(seed, Stream.SUBSAMPLE, draw),
+                                        stream_key(seed, Stream.WINDOW, draw), window, center_stride(window))
+        assert Counter(zip(centers.tolist(), contexts.tolist())) == Counter(expected)
+        draws.append(Counter(expected))
+    assert draws[0] != draws[1] != draws[2]  # independent draws
+    if sample:  # some tokens are dropped, so the reference's compaction (no gap where a word was) is exercised
+        assert not keep_mask(chunk_ids, id_lists(lists), thresholds, seed, 0).all()
 
 
-def test_pair_distances_follow_the_dynamic_window_law():
+def test_reach_is_uniform_and_distances_follow_the_dynamic_window_law():
     window, length = 5, 20_000
-    ids = pa.array([list(range(length))], pa.list_(pa.int32()))  # id = position, so distance = |center - context|
-    centers, contexts = window_pairs(np.array([0]), ids, window, seed=3)
+    ids = id_lists([list(range(length))])  # id = position, so distance = |center - context|
+    everything = np.full(length, 1 << 24, dtype=np.int32)  # sample = 0: every word kept
+    centers, contexts = draw_pairs(np.array([0]), ids, everything, seed=3, draw=0, window=window)
     distances = np.abs(centers.astype(np.int64) - contexts)
     observed = np.bincount(distances, minlength=window + 1)[1:]
     weights = np.array([window - d + 1 for d in range(1, window + 1)], dtype=float)
     expected = weights / weights.sum() * observed.sum()
     assert stats.chisquare(observed, expected).pvalue > 1e-3
     assert distances.min() == 1 and distances.max() == window
+    # away from the chunk's ends a center has 2 * reach contexts: its reach, uniform in 1..window
+    per_center = np.bincount(centers, minlength=length)[window:length - window]
+    reaches = np.bincount(per_center // 2, minlength=window + 1)
+    assert reaches[0] == 0 and (per_center % 2 == 0).all()
+    assert stats.chisquare(reaches[1:]).pvalue > 1e-3
 
 
 def test_no_pair_crosses_a_chunk_and_spark_shuffling_loses_nothing(spark):
     lists = [list(range(1000 * k, 1000 * k + n)) for k, n in enumerate([50, 3, 0, 120, 1, 77])]
     corpus = spark.createDataFrame([(k, ids) for k, ids in enumerate(lists)], "chunk_id long, ids array<int>")
-    frame = make_pairs(corpus, window=5, seed=4, num_files=3)
-    assert frame.rdd.getNumPartitions() == 3
-    got = [(r["center"], r["context"]) for r in frame.collect()]
-    assert all(c // 1000 == x // 1000 for c, x in got)
-    centers, contexts = window_pairs(np.arange(len(lists)), pa.array(lists, pa.list_(pa.int32())), 5, 4)
-    assert Counter(got) == Counter(zip(centers.tolist(), contexts.tolist()))
+    thresholds = np.full(6000, 1 << 24, dtype=np.int32)
+    thresholds[::3] = 1 << 23  # a third of the words kept with p = 1/2
+    got = []
+    for draw in (0, 1):
+        frame = make_pairs(corpus, thresholds, window=5, seed=4, draw=draw, num_files=3)
+        assert frame.rdd.getNumPartitions() == 3
+        got.append([(r["center"], r["context"]) for r in frame.collect()])
+        assert all(c // 1000 == x // 1000 for c, x in got[-1])
+        centers, contexts = draw_pairs(np.arange(len(lists)), id_lists(lists), thresholds, 4, draw, 5)
+        assert Counter(got[-1]) == Counter(zip(centers.tolist(), contexts.tolist()))
+    assert Counter(got[0]) != Counter(got[1])
 
 
 def test_retraining_vocabulary_keeps_base_ids_and_appends_new_words():

@@ -17,7 +17,7 @@ NEW_COUNTRIES = [("portugal", "lisbon", "escudo", "portuguese", "porto"),
                  ("austria", "vienna", "schilling", "austrian", "graz"),
                  ("turkey", "ankara", "lira", "turkish", "istanbul")]
 SETTINGS = ["min_count=3", "phrase_passes=0", "window=4", "sample=1e-3", "pairs_per_file=100000"]
-TRAINING = ["dim=32", "epochs=3", "batch_size=256", "use_gpu=false"]
+TRAINING = ["dim=32", "epochs=3", "use_gpu=false"]
 
 
 def prepare(spark, tmp, name, lines, *extra):

@@ -96,3 +96,21 @@ def test_random_language_shows_no_alphabet_structure(trained):
     # there is no structure (the proximity language above scores 100 and p < 1e-10).
     assert _percentile_of_bbb_neighbours(similarity) < 99
     assert stats.ttest_1samp(_alphabet_gaps(similarity), 0, alternative="greater").pvalue > 0.01
+
+
+def test_the_proximity_language_trains_with_default_settings(tmp_path, spark):
+    """word2vec's rule cannot overshoot on a 26-word vocabulary: every setting but min_count at its default."""
+    from w2vdist.config import load_config
+    from w2vdist.preprocess.job import run_preprocess
+    from w2vdist.train import local
+    from w2vdist.vectors import Vectors
+
+    path = tmp_path / "proximity.txt"
+    assert main(["synth", "proximity", "--out", str(path), "--sentences", "3000", "--seed", "3"]) == 0
+    run = tmp_path / "run"
+    run_preprocess(load_config([], ["min_count=1", "phrase_passes=0"], {"input": [str(path)], "out": str(run)}),
+                   spark=spark)
+    assert local.main([str(run)]) == 0
+    vectors = Vectors.from_run(run)
+    nearest = [w for w, _ in vectors.neighbours(["bbb"], topn=3)[0]]
+    assert {"aaa", "ccc"} <= set(nearest), nearest

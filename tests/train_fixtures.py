@@ -15,6 +15,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from w2vdist.preprocess.pairs import draw_pairs
+from w2vdist.preprocess.subsample import keep_thresholds
 from w2vdist.rundir import RunDir
 
 TOPICS = {
@@ -33,52 +35,47 @@ def two_topic_sentences(count: int = 600, length: int = 14, seed: int = 7) -> li
     return sentences
 
 
-def dynamic_window_pairs(ids: list[int], window: int, rng: random.Random) -> list[tuple[int, int]]:
-    """word2vec's skip-gram pairs of one chunk: each center draws b in 1..window, contexts at distance 1..b."""
-    pairs = []
-    for i, center in enumerate(ids):
-        reach = rng.randint(1, window)
-        for distance in range(1, reach + 1):
-            if i + distance < len(ids):
-                pairs.append((center, ids[i + distance]))
-            if i - distance >= 0:
-                pairs.append((center, ids[i - distance]))
-    return pairs
-
-
 def build_run_dir(path: Path, sentences: list[list[str]], *, window: int = 3, min_count: int = 1,
-                  pairs_per_file: int = 5000, corpus_files: int = 1, seed: int = 1) -> Path:
+                  sample: float = 0.0, pair_draws: int = 1, corpus_files: int = 1, seed: int = 1) -> Path:
+    """A run directory as preprocess writes it: corpus/ before subsampling, pairs/draw=K/ drawn by preprocess's
+    own draw_pairs (the law training follows), stats named as preprocess names them."""
     counts = Counter(word for sentence in sentences for word in sentence)
     words = sorted((w for w, c in counts.items() if c >= min_count), key=lambda w: (-counts[w], w))
     index = {word: i for i, word in enumerate(words)}
     chunks = [[index[w] for w in sentence if w in index] for sentence in sentences]
-    rng = random.Random(seed)
-    pairs = [pair for chunk in chunks for pair in dynamic_window_pairs(chunk, window, rng)]
-    rng.shuffle(pairs)
+    count_array = np.array([counts[w] for w in words], dtype=np.int64)
+    thresholds = keep_thresholds(count_array, sample)
+    ids = pa.array(chunks, pa.list_(pa.int32()))
+    chunk_ids = np.arange(len(chunks), dtype=np.int64)
 
     run = RunDir(path, create=True)
     staging = run.begin("preprocess")
     for name in ("vocab", "corpus", "pairs"):
         (staging / name).mkdir()
     pq.write_table(pa.table({"id": pa.array(range(len(words)), pa.int32()), "word": words,
-                             "count": pa.array([counts[w] for w in words], pa.int64())}),
+                             "count": pa.array(count_array, pa.int64())}),
                    staging / "vocab" / "part-00000.parquet")
     for number in range(corpus_files):
         rows = range(number, len(chunks), corpus_files)
         pq.write_table(pa.table({"chunk_id": pa.array(rows, pa.int64()),
                                  "ids": pa.array([chunks[i] for i in rows], pa.list_(pa.int32()))}),
                        staging / "corpus" / f"part-{number:05d}.parquet")
-    for number, start in enumerate(range(0, len(pairs), pairs_per_file)):
-        part = pairs[start:start + pairs_per_file]
-        pq.write_table(pa.table({"center": pa.array([c for c, _ in part], pa.int32()),
-                                 "context": pa.array([o for _, o in part], pa.int32())}),
-                       staging / "pairs" / f"part-{number:05d}.parquet")
+    pairs_per_draw = []
+    for draw in range(pair_draws):
+        centers, contexts = draw_pairs(chunk_ids, ids, thresholds, seed, draw, window)
+        order = np.random.default_rng([seed, draw]).permutation(len(centers))
+        (staging / "pairs" / f"draw={draw}").mkdir()
+        pq.write_table(pa.table({"center": pa.array(centers[order], pa.int32()),
+                                 "context": pa.array(contexts[order], pa.int32())}),
+                       staging / "pairs" / f"draw={draw}" / "part-00000.parquet")
+        pairs_per_draw.append(len(centers))
     raw_tokens = sum(len(s) for s in sentences)
     stats = {"raw_tokens": raw_tokens, "vocab_size": len(words), "tokens_after_min_count": sum(map(len, chunks)),
-             "tokens_after_subsampling": sum(map(len, chunks)), "pairs": len(pairs),
-             "pair_files": -(-len(pairs) // pairs_per_file)}
+             "pairs": sum(pairs_per_draw), "pairs_per_draw": pairs_per_draw, "pair_draws": pair_draws,
+             "pair_files": pair_draws}
     run.commit("preprocess", staging, ["vocab", "corpus", "pairs"],
-               {"config": {"window": window, "min_count": min_count, "sample": 0.0, "seed": seed}, "stats": stats})
+               {"config": {"window": window, "min_count": min_count, "sample": sample, "seed": seed},
+                "stats": stats})
     return path
 
 

@@ -74,12 +74,12 @@ def train_on_text(corpus: Path, *, spark, seed: int, window: int, dim: int = 20,
     (on the given Spark session) then the training loop without Ray, every word kept and none subsampled."""
     from w2vdist.config import load_config
     from w2vdist.preprocess.job import run_preprocess
-    from w2vdist.train import loop
+    from w2vdist.train import local
 
     run_dir = corpus.with_name(corpus.stem + "-run")
     settings = [f"window={window}", "min_count=1", "phrase_passes=0", "sample=0", f"seed={seed}",
                 "pairs_per_file=100000"]
     run_preprocess(load_config([], settings, {"input": [str(corpus)], "out": str(run_dir)}), spark=spark)
-    assert loop.main([str(run_dir), f"dim={dim}", f"epochs={epochs}", "batch_size=256", f"seed={seed}",
-                      "use_gpu=false"]) == 0
+    assert local.main([str(run_dir), f"dim={dim}", f"epochs={epochs}", f"seed={seed}", "sample=0",
+                       "use_gpu=false"]) == 0
     return Vectors.from_run(run_dir)

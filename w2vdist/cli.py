@@ -10,10 +10,9 @@ from typing import Callable
 from w2vdist import commands
 from w2vdist.config import load_config
 from w2vdist.errors import UsageError
+from w2vdist.logs import OVERRIDES_HELP, configure_logging
 
 log = logging.getLogger("w2vdist")
-
-OVERRIDES_HELP = "settings as key=value (see conf/default.yaml), applied after --config files"
 
 
 def _config_args(parser: argparse.ArgumentParser) -> None:
@@ -118,13 +117,6 @@ def build_parser() -> argparse.ArgumentParser:
     for add in SUBCOMMANDS:
         add(sub)
     return parser
-
-
-def configure_logging(verbose: bool = False) -> None:
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    for noisy in ("py4j", "urllib3", "matplotlib", "PIL"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -72,6 +72,8 @@ class Config:
                            min=1)
     pairs_per_file: int = _setting(4_000_000, "About how many (center, context) pairs one pairs/ file holds.",
                                    min=1000)
+    pair_draws: int = _setting(1, "Independent draws of subsampling and windows written to pairs/ (pairs/draw=K/); "
+                                  "training with pair_source=pairs uses draw epoch mod pair_draws.", min=1)
     seed: int = _setting(1, "Seeds subsampling, windows, shuffling, initialisation and negative sampling.", min=0)
     base_run: str | None = _setting(None, "Retrain from a previous run directory: its words keep their ids and "
                                           "trained vectors, new words are added after them and start fresh.")
@@ -88,8 +90,13 @@ class Config:
     alpha: float = _setting(0.025, "Learning rate at the start; decays linearly to min_alpha.", min=0,
                             min_exclusive=True)
     min_alpha: float = _setting(0.0001, "Learning rate at the end of the last epoch.", min=0)
-    batch_size: int = _setting(4096, "Positive pairs per optimizer step, summed over all workers.", min=1)
-    num_workers: int = _setting(1, "Ray Train workers; each holds one shard of both embedding tables.", min=1)
+    shared_negatives: bool = _setting(True, "Draw one set of noise words per window, shared by all its contexts "
+                                            "(pWord2Vec), instead of one set per context.")
+    kernel: str = _setting("auto", "The training kernel: numba (CPUs), triton (CUDA GPUs), torch (the reference, "
+                                   "slow), or auto.", choices=("auto", "numba", "triton", "torch"))
+    num_workers: int = _setting(1, "Ray Train workers: data-parallel replicas, each with both whole tables.", min=1)
+    sync_every: int = _setting(2_000_000, "Corpus words, over all workers, between two averagings of the "
+                                          "workers' tables.", min=1000)
     use_gpu: bool | str = _setting("auto", "Train on GPUs (NCCL) or CPUs (gloo); auto uses GPUs when Ray sees them.",
                                    choices=(True, False, "auto"))
     ray_address: str | None = _setting(None, "Ray cluster to join; null starts a local Ray on 127.0.0.1.")
@@ -99,16 +106,13 @@ class Config:
     pair_source: str = _setting("corpus", "Where training takes its pairs: pairs/ as preprocess shuffled them, or "
                                          "corpus: generated each epoch from corpus/ on the training device, with "
                                          "fresh windows.", choices=("pairs", "corpus"))
-    streams: int = _setting(16, "Each epoch the pairs are dealt into this many read streams and every step takes "
-                                "batch_size/streams pairs from each, so 1..streams workers train on the same batches.",
-                            min=1)
     max_failures: int = _setting(3, "Worker failures Ray Train recovers from, restarting from the last checkpoint.",
                                  min=0)
-    max_steps: int | None = _setting(None, "Stop after this many steps in all, with a checkpoint (for trial runs; "
-                                           "resume=true goes on); null trains every epoch.", min=1)
+    max_words: int | None = _setting(None, "Stop after about this many corpus words in all, with a checkpoint (for "
+                                           "trial runs; resume=true goes on); null trains every epoch.", min=1)
     probe_words: list[str] = _setting([], "Words whose nearest neighbours are recorded during training "
                                           "(RUN_DIR/probes/probes.jsonl).")
-    probe_every: int = _setting(1000, "Steps between two probe records.", min=1)
+    probe_every: int = _setting(1_000_000, "Corpus words between two probe records.", min=1)
 
     # --- pipeline: export and evaluation -------------------------------------------------------------------------
     export_formats: list[str] = _setting(["word2vec-binary"], "Formats `w2vdist pipeline` exports into RUN_DIR/export/ "

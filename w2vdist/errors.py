@@ -49,10 +49,9 @@ class TrainingDiverged(UsageError):
     """The loss stopped being finite: the settings make SGD overshoot."""
 
     @classmethod
-    def in_epoch(cls, epoch: int, batch_size: int, alpha: float) -> "TrainingDiverged":
-        return cls(f"training diverged in epoch {epoch}: the loss is not finite. A small vocabulary repeats words "
-                   f"many times in one batch, and their summed updates overshoot: lower setting 'batch_size' "
-                   f"(now {batch_size}) or 'alpha' (now {alpha})")
+    def in_epoch(cls, epoch: int, alpha: float) -> "TrainingDiverged":
+        return cls(f"training diverged in epoch {epoch}: the loss is not finite. Lower setting 'alpha' "
+                   f"(now {alpha})")
 
 
 def read_text_file(path, what: str, error: type[UsageError] = UsageError) -> str:

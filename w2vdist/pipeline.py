@@ -87,22 +87,16 @@ def _preprocess(config: Config) -> bool:
 
 
 def _train(config: Config) -> bool:
-    from w2vdist.train.plan import RESULT_SETTINGS
-
-    run = RunDir(config.out)
-    preprocess = run.require_complete("preprocess", "train")
-    record = run.stage("train")
-    if (not config.force and record and record.get("completed")
-            and record["inputs"]["preprocess_completed"] == preprocess["completed"]
-            and all(record["config"].get(key) == getattr(config, key) for key in RESULT_SETTINGS)):
-        log.info("train: %s is complete for this preprocess output and these settings; skipped", run.path)
-        return False
     from w2vdist.train.launcher import run_train
 
-    if run_train(config) is None:
-        raise UsageError("training stopped before its last step (max_steps); run the pipeline again with "
+    run = RunDir(config.out)
+    run.require_complete("preprocess", "train")
+    before = (run.stage("train") or {}).get("completed")
+    record = run_train(config)
+    if record is None:
+        raise UsageError("training stopped before its last epoch (max_words); run the pipeline again with "
                          "resume=true to finish it")
-    return True
+    return record.get("completed") != before
 
 
 def _derived_stage(config: Config, name: str, output: str, payload: dict[str, Any],

@@ -18,7 +18,8 @@ from w2vdist.errors import ConfigError
 from w2vdist.rundir import RunDir
 
 EPOCH_METRICS = ("loss", "words_per_s", "pairs_per_s", "lr")
-PREPROCESS_METRICS = ("raw_tokens", "tokens_after_subsampling", "vocab_size", "pairs")
+PREPROCESS_METRICS = ("raw_tokens", "tokens_after_min_count", "expected_tokens_after_subsampling", "vocab_size",
+                      "pairs")
 MAX_PARAM_CHARS = 500
 
 

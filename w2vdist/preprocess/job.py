@@ -6,8 +6,9 @@ folder so each is computed once:
     count     token counts, and bigram counts for the first phrase pass    (vocab.py, phrases.py)
     phrases   per pass: score bigrams, join the phrases, recount          (phrases.py)
     vocab     min_count, max_vocab_size, ids                               (vocab.py)
-    subsample tokens -> ids, frequent words dropped                        (subsample.py)
-    pairs     dynamic-window skip-gram pairs, shuffled                      (pairs.py)
+    ids       tokens -> vocabulary ids, before subsampling: corpus/        (ids.py)
+    pairs     per pair draw K: training's epoch-K subsampling and windows,  (pairs.py, subsample.py)
+              shuffled: pairs/draw=K/
 """
 
 from __future__ import annotations
@@ -26,8 +27,9 @@ from w2vdist.errors import ConfigError, InputError
 from w2vdist.preprocess import phrases as phrase_steps
 from w2vdist.preprocess.chunks import tokenize_documents
 from w2vdist.preprocess.inputs import InputFile, discover_inputs, read_documents
+from w2vdist.preprocess.ids import to_ids
 from w2vdist.preprocess.pairs import expected_pairs, make_pairs
-from w2vdist.preprocess.subsample import expected_kept, subsample
+from w2vdist.preprocess.subsample import expected_kept, keep_thresholds
 from w2vdist.preprocess.vocab import VOCAB_SCHEMA, build_vocab, count_words, merge_vocab
 from w2vdist.rundir import RunDir, fingerprint
 from w2vdist.spark import SparkProgress, spark_session
@@ -43,7 +45,7 @@ OUTPUTS = ["vocab", "phrases", "corpus", "pairs"]
 # The settings that decide what preprocess writes; changing any of them makes a completed run stale.
 SETTINGS = ["input_format", "text_column", "lowercase", "token_pattern", "ascii_fold", "numbers", "number_token",
             "max_doc_tokens", "min_count", "max_vocab_size", "phrase_passes", "phrase_threshold", "phrase_scoring",
-            "phrase_connector", "sample", "window", "pairs_per_file", "seed"]
+            "phrase_connector", "sample", "window", "pairs_per_file", "pair_draws", "seed"]
 CHUNK_BYTES = 32 << 20
 
 
@@ -75,9 +77,9 @@ def run_preprocess(config: Config, spark: "SparkSession | None" = None, submitte
     except BaseException:
         run.abandon(staging)
         raise
-    log.info("preprocess: done in %.1f s: %s raw tokens, %s words in the vocabulary, %s pairs in %s files -> %s",
-             seconds["total"], f"{stats['raw_tokens']:,}", f"{stats['vocab_size']:,}", f"{stats['pairs']:,}",
-             stats["pair_files"], run.path)
+    log.info("preprocess: done in %.1f s: %s raw tokens, %s words in the vocabulary, %s pairs in %s draws, "
+             "%s files -> %s", seconds["total"], f"{stats['raw_tokens']:,}", f"{stats['vocab_size']:,}",
+             f"{stats['pairs']:,}", stats["pair_draws"], stats["pair_files"], run.path)
     return record
 
 
@@ -186,21 +188,28 @@ def _preprocess(spark: "SparkSession", files: list[InputFile], config: Config, s
     pq.write_table(all_phrases, staging / "phrases" / "part-00000.parquet")
 
     counts = vocab["count"].to_numpy()
-    corpus = steps.run("subsample", lambda: _materialise(
-        subsample(chunks, vocab, config.sample, config.seed, passes, config.phrase_connector), staging / "corpus"))
-    kept_tokens = corpus.agg(F.coalesce(F.sum(F.size("ids")), F.lit(0))).first()[0]
-    planned = expected_pairs(expected_kept(counts, config.sample), config.window)
-    num_files = max(1, round(planned / config.pairs_per_file))
-    steps.run("pairs", lambda: make_pairs(corpus, config.window, config.seed, num_files).write.mode("error")
-              .option("maxRecordsPerFile", 2 * config.pairs_per_file).parquet(str(staging / "pairs")))
-    pair_files = sorted((staging / "pairs").glob("part-*.parquet"))
-    pairs = sum(pq.ParquetFile(f).metadata.num_rows for f in pair_files)
+    corpus = steps.run("ids", lambda: _materialise(
+        to_ids(chunks, vocab, passes, config.phrase_connector), staging / "corpus"))
+    expected_kept_tokens = expected_kept(counts, config.sample)
+    thresholds = keep_thresholds(counts, config.sample)
+    num_files = max(1, round(expected_pairs(expected_kept_tokens, config.window) / config.pairs_per_file))
+    pairs_per_draw, pair_files = [], 0
+    for draw in range(config.pair_draws):
+        folder = staging / "pairs" / f"draw={draw}"
+        steps.run("pairs", lambda: make_pairs(corpus, thresholds, config.window, config.seed, draw, num_files)
+                  .write.mode("error").option("maxRecordsPerFile", 2 * config.pairs_per_file).parquet(str(folder)))
+        written = sorted(folder.glob("part-*.parquet"))
+        pairs_per_draw.append(sum(pq.ParquetFile(f).metadata.num_rows for f in written))
+        pair_files += len(written)
+        log.info("pairs: draw %d: %s pairs in %d files", draw, f"{pairs_per_draw[-1]:,}", len(written))
 
     stats = {
         "input_files": len(files), "input_bytes": input_bytes, **line_stats,
         "tokens_after_phrases": int(word_counts.agg(F.sum("count")).first()[0]),
-        "tokens_after_min_count": int(counts.sum()), "tokens_after_subsampling": int(kept_tokens),
-        "vocab_size": vocab.num_rows, "phrases_per_pass": [len(keys) for keys in passes], "pairs": int(pairs),
-        "pair_files": len(pair_files),
+        "tokens_after_min_count": int(counts.sum()),
+        "expected_tokens_after_subsampling": round(expected_kept_tokens, 1),
+        "vocab_size": vocab.num_rows, "phrases_per_pass": [len(keys) for keys in passes],
+        "pairs": int(sum(pairs_per_draw)), "pairs_per_draw": pairs_per_draw, "pair_draws": config.pair_draws,
+        "pair_files": pair_files,
     }
     return stats, steps.seconds

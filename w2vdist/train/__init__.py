@@ -1,14 +1,18 @@
-"""Training: skip-gram negative sampling on column-sharded embedding tables, one Ray Train worker per shard.
+"""Training: word2vec's skip-gram with negative sampling, one window at a time, on data-parallel replicas.
 
-    plan.py         checks the run directory and the settings before any work starts; what every worker needs
-    corpus_stream.py  pair_source=corpus: each epoch's pairs generated from corpus/ on the device, read ahead
-    data.py         pair_source=pairs: this worker's share of pairs/, in a new order each epoch, read ahead
-    random_streams.py  counter-based random draws (negatives, windows), the same in torch and numba
-    sharding.py     which columns each worker owns, and the collectives of a step (no-ops for one worker)
-    model.py        the shard of both tables, the noise sampler, the SGNS step (torch on any device)
-    cpu_kernels.py  the same step and the noise draws compiled with numba for CPUs
-    checkpoints.py  shard files, re-sharding on load, the checkpoint store of a run without Ray
-    loop.py         train_loop_per_worker: the training loop, runnable without Ray
-    stage.py        the stage's folders, vectors/ from the last checkpoint, and the commit
-    launcher.py     `w2vdist train`: Ray, TorchTrainer, resources, failures
+    types.py            the typed records crossing module and process boundaries (TrainSettings, launches)
+    plan.py             checks the run directory and the settings before any work starts; what every worker needs
+    blocks.py           an epoch's blocks, each replica's share, reading ahead
+    corpus_windows.py   a block of chunks to a kernel launch: this epoch's subsampling
+    noise.py            the count^0.75 noise distribution as an alias table
+    sgns_reference.py   the update rule in plain torch: the specification, and the fallback
+    sgns_numba.py       the rule compiled for CPUs: threads over the parts of a launch, lock-free
+    sgns_triton.py      the rule for CUDA GPUs: one program per part, atomic adds
+    engine.py           a replica's tables and the kernel choice
+    replicas.py         every collective: the replicas' table sync and agreements
+    loop.py             train_loop_per_worker: the training loop
+    checkpoints.py      checkpoint folders (verified by checksum), the store of a run without Ray
+    stage.py            the stage's folders, completeness, vectors/ and the commit
+    launcher.py         `w2vdist train`: Ray, TorchTrainer, resources, failures
+    local.py            the same loop without Ray
 """

@@ -1,105 +1,135 @@
-"""Checkpoint folders: one shard file per worker and the training state, and the store of a run without Ray.
+"""Checkpoint folders, and the checkpoint store of a run without Ray.
 
-A checkpoint folder holds
+A checkpoint is taken right after the replicas synced, so every replica holds the same tables and rank 0 writes
+them for all:
 
-    shard-RRRR.pt   worker R's columns of both tables: {"columns": [low, high], "input": V x w, "output": V x w}
-    state.json      written by worker 0: the position (global step, epoch, step in the epoch), whether training
-                    finished, the per-epoch metrics so far, and the settings and preprocess output it belongs to
+    tables.pt    {"input": V x dim, "output": V x dim} float32
+    state.json   the position (epoch, next block, words trained), the epoch records so far, the current epoch's
+                 totals up to the position, the result settings, the preprocess output it belongs to, and the
+                 SHA-256 and size of tables.pt
 
-Ray Train merges the folders every worker reports into one (RUN_DIR/train/checkpoints/checkpoint-<step>/); a run
-without Ray writes the same folders under RUN_DIR/train/checkpoints-local/. A shard is loaded by columns, so a run
-can resume with another number of workers: each worker copies its columns out of whichever files hold them.
-Negatives and file orders are seeded by step and epoch, so the position is all the random state there is.
+A folder counts as a checkpoint only when state.json reads and tables.pt has the size and checksum it names: a
+run killed while writing, or a disk that filled up, leaves a folder that is never resumed from. Ray Train copies
+the folder into RUN_DIR/train/checkpoints/checkpoint-<n>/; a run without Ray writes the same folders under
+RUN_DIR/train/checkpoints-local/. The blocks' order, subsampling, windows and negatives are drawn from the epoch
+and the block's place, so the position is all the random state there is.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import os
 import shutil
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, TypeVar
+from typing import Any, Callable, TypeVar
 
 import torch
 
 STATE_FILE = "state.json"
+TABLES_FILE = "tables.pt"
 PREFIX = "checkpoint-"
 KEEP = 2
 
 T = TypeVar("T")
 
 
-def folder_name(step: int) -> str:
-    return f"{PREFIX}{step:010d}"
+@dataclass
+class EpochTotals:
+    """What an epoch has trained so far: kept across a resume, so the epoch's record covers all of it."""
+    words: float = 0.0
+    pairs: int = 0
+    loss_sum: float = 0.0
+    loss_pairs: int = 0
+    seconds: float = 0.0
+    input_wait_s: float = 0.0
 
 
-def save_shard(directory: Path, rank: int, columns: range, input_table: torch.Tensor,
-               output_table: torch.Tensor) -> None:
-    torch.save({"columns": [columns.start, columns.stop], "input": input_table.cpu(), "output": output_table.cpu()},
-               directory / f"shard-{rank:04d}.pt")
+@dataclass
+class TrainState:
+    epoch: int = 0
+    next_block: int = 0          # the first block of the next round in the epoch's sequence
+    words_done: float = 0.0      # corpus words trained over the whole run, all replicas together
+    finished: bool = False
+    epochs: list[dict[str, Any]] = field(default_factory=list)
+    current: EpochTotals = field(default_factory=EpochTotals)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TrainState":
+        data = dict(data)
+        data["current"] = EpochTotals(**data.get("current", {}))
+        return cls(**{f.name: data[f.name] for f in dataclasses.fields(cls) if f.name in data})
 
 
-def save_state(directory: Path, state: dict[str, Any]) -> None:
-    (directory / STATE_FILE).write_text(json.dumps(state, indent=1) + "\n", encoding="utf-8")
+def folder_name(number: int) -> str:
+    return f"{PREFIX}{number:010d}"
+
+
+def save(directory: Path, tables_input: torch.Tensor, tables_output: torch.Tensor, state: TrainState,
+         meta: dict[str, Any]) -> None:
+    """Write a checkpoint into the empty folder `directory`: the tables, then the state that vouches for them."""
+    path = directory / TABLES_FILE
+    torch.save({"input": tables_input.cpu(), "output": tables_output.cpu()}, path)
+    record = {**dataclasses.asdict(state), **meta, "tables_sha256": _sha256(path), "tables_bytes": path.stat().st_size}
+    (directory / STATE_FILE).write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
 
 
 def read_state(directory: Path) -> dict[str, Any]:
     return json.loads((directory / STATE_FILE).read_text(encoding="utf-8"))
 
 
-def _shards(directory: Path) -> Iterator[dict[str, Any]]:
-    for path in sorted(directory.glob("shard-*.pt")):
-        yield torch.load(path, mmap=True, weights_only=True)
+def load_tables(directory: Path, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    tables = torch.load(directory / TABLES_FILE, map_location=device, weights_only=True)
+    return tables["input"].contiguous(), tables["output"].contiguous()
 
 
-def load_columns(directory: Path, columns: range, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Columns `columns` of both tables, gathered from the shard files that hold them."""
-    tables: dict[str, torch.Tensor] = {}
-    covered = 0
-    for shard in _shards(directory):
-        low, high = shard["columns"]
-        start, stop = max(low, columns.start), min(high, columns.stop)
-        if start >= stop:
-            continue
-        for name in ("input", "output"):
-            if name not in tables:
-                tables[name] = torch.empty((shard[name].shape[0], len(columns)), device=device)
-            tables[name][:, start - columns.start:stop - columns.start] = shard[name][:, start - low:stop - low]
-        covered += stop - start
-    if covered != len(columns):
-        raise FileNotFoundError(f"checkpoint '{directory}' lacks columns of {columns}")
-    return tables["input"], tables["output"]
+def input_table(directory: Path) -> torch.Tensor:
+    """The word vectors of a checkpoint, memory-mapped."""
+    return torch.load(directory / TABLES_FILE, mmap=True, weights_only=True)["input"]
 
 
-def input_row_blocks(directory: Path, rows_per_block: int) -> Iterator[torch.Tensor]:
-    """The whole input table, all columns, `rows_per_block` rows at a time (memory-mapped shards)."""
-    shards = sorted(_shards(directory), key=lambda shard: shard["columns"][0])
-    vocab_size = shards[0]["input"].shape[0]
-    for start in range(0, vocab_size, rows_per_block):
-        yield torch.cat([shard["input"][start:start + rows_per_block] for shard in shards], dim=1)
+def problem(directory: Path) -> str | None:
+    """Why `directory` is not a whole checkpoint, or None when it is."""
+    try:
+        state = read_state(directory)
+    except (OSError, ValueError) as exc:
+        return f"its {STATE_FILE} is unreadable ({exc})"
+    path = directory / TABLES_FILE
+    if not path.is_file():
+        return f"{TABLES_FILE} is missing"
+    if path.stat().st_size != state.get("tables_bytes"):
+        return f"{TABLES_FILE} has {path.stat().st_size} bytes, not the {state.get('tables_bytes')} it was written with"
+    if _sha256(path) != state.get("tables_sha256"):
+        return f"{TABLES_FILE} does not match its SHA-256 in {STATE_FILE}"
+    return None
 
 
 def is_complete(directory: Path) -> bool:
-    """A folder whose state and every shard were written (the state names how many shards there are)."""
-    try:
-        state = read_state(directory)
-    except (OSError, ValueError):
-        return False
-    return all((directory / f"shard-{rank:04d}.pt").is_file() for rank in range(state["world_size"]))
+    return problem(directory) is None
 
 
 def latest(root: Path) -> Path | None:
-    """The complete checkpoint folder with the highest step under `root`, if any."""
+    """The whole checkpoint folder with the highest number under `root` (searched to any depth), if any."""
     if not root.is_dir():
         return None
-    for folder in sorted(root.glob(f"{PREFIX}*"), reverse=True):
+    for folder in sorted(root.rglob(f"{PREFIX}*"), key=lambda p: p.name, reverse=True):
         if folder.is_dir() and is_complete(folder):
             return folder
     return None
 
 
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(1 << 22):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 class LocalCheckpoints:
-    """Checkpoints of a run without Ray (one worker): folders under `root`, the last KEEP kept."""
+    """Checkpoints of a run without Ray: folders under `root`, the last KEEP kept."""
 
     def __init__(self, root: Path):
         self.root = root
@@ -108,9 +138,11 @@ class LocalCheckpoints:
         folder = latest(self.root)
         return None if folder is None else load(folder)
 
-    def save(self, directory: Path, step: int, metrics: dict[str, Any]) -> None:
+    def save(self, directory: Path | None, number: int, metrics: dict[str, Any]) -> None:
+        if directory is None:
+            return
         self.root.mkdir(parents=True, exist_ok=True)
-        target = self.root / folder_name(step)
+        target = self.root / folder_name(number)
         staging = self.root / f".{target.name}.tmp"
         shutil.rmtree(staging, ignore_errors=True)
         shutil.copytree(directory, staging)

@@ -19,7 +19,8 @@ from w2vdist.errors import ConfigError, TrainingDiverged
 from w2vdist.train import checkpoints as ckpt
 from w2vdist.train import stage
 from w2vdist.train.plan import build_plan
-from w2vdist.train.sharding import ColumnSharding
+from w2vdist.train.replicas import ReplicaGroup
+from w2vdist.train.types import WorkerInfo
 
 log = logging.getLogger("w2vdist.train")
 
@@ -28,8 +29,11 @@ GPU_WORKER_CPUS = 4  # CPUs a GPU worker asks for: the read-ahead thread and the
 
 
 def run_train(config: Config) -> dict[str, Any] | None:
-    """Train; return the stage's manifest record, or None when the run stopped early (max_steps)."""
+    """Train; return the stage's manifest record, or None when the run stopped early (max_words)."""
     plan = build_plan(config)
+    done = stage.completed_record(plan, config.force or config.resume)
+    if done is not None:
+        return done
     checkpoint_root = Path(plan.run_dir).resolve() / stage.TRAIN_DIR / stage.RAY_CHECKPOINTS
     if config.resume:
         stage.check_resumable(plan, checkpoint_root)
@@ -42,13 +46,12 @@ def run_train(config: Config) -> dict[str, Any] | None:
     try:
         use_gpu, cpus_per_worker = _resources(config, ray.cluster_resources())
         stage.prepare(plan, config.resume, checkpoint_root)
-        plan.settings["use_gpu"] = use_gpu
-        log.info("training %s: %d worker(s) on %s, %s words in the vocabulary, %s pairs per epoch, %d epochs",
-                 plan.run_dir, config.num_workers, "GPUs (NCCL)" if use_gpu else "CPUs (gloo)",
-                 f"{plan.vocab_size:,}", f"{plan.pairs_per_epoch:,}", config.epochs)
+        log.info("training %s: %d replica(s) on %s, %s words in the vocabulary, %s corpus words per epoch, "
+                 "%d epochs", plan.run_dir, config.num_workers, "GPUs (NCCL)" if use_gpu else "CPUs (gloo)",
+                 f"{plan.vocab_size:,}", f"{plan.raw_tokens:,}", config.epochs)
         trainer = TorchTrainer(
             _worker,
-            train_loop_config={"plan": plan.to_dict(), "threads": cpus_per_worker},
+            train_loop_config={"plan": plan, "threads": cpus_per_worker},
             torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
             scaling_config=ScalingConfig(num_workers=config.num_workers, use_gpu=use_gpu,
                                          resources_per_worker={"CPU": cpus_per_worker, **({"GPU": 1} if use_gpu
@@ -69,12 +72,11 @@ def run_train(config: Config) -> dict[str, Any] | None:
             ray.shutdown()
     folder = Path(result.checkpoint.path)
     if not ckpt.read_state(folder)["finished"]:
-        log.info("training stopped at step %d; `w2vdist train %s resume=true` goes on", result.metrics["step"],
-                 plan.run_dir)
+        log.info("training stopped after %s words; `w2vdist train %s resume=true` goes on",
+                 f"{result.metrics['words']:,.0f}", plan.run_dir)
         return None
     run_info = {"workers": config.num_workers, "device": "gpu" if use_gpu else "cpu",
-                "bytes_per_step": ColumnSharding.bytes_per_step(config.batch_size, config.negative, config.dim,
-                                                                config.num_workers)}
+                "bytes_per_sync": ReplicaGroup.bytes_per_sync(plan.vocab_size, config.dim, config.num_workers)}
     record = stage.finish(plan, folder, run_info)
     log.info("trained in %.1f s (%s words/s): %s", record["seconds"]["train"],
              f"{record['stats']['words_per_s']:,.0f}", Path(plan.run_dir) / "vectors")
@@ -120,13 +122,15 @@ def _worker(config: dict[str, Any]) -> None:
     import ray
     import ray.train.torch
 
-    from w2vdist.cli import configure_logging
+    from w2vdist.logs import configure_logging
     from w2vdist.train.loop import train_loop_per_worker
 
     configure_logging()
     logging.getLogger("w2vdist").setLevel(logging.INFO)
-    node = ray.get_runtime_context().get_node_id()
-    train_loop_per_worker({**config, "ray_node": node}, RayCheckpoints(), ray.train.torch.get_device())
+    context = ray.train.get_context()
+    worker = WorkerInfo(rank=context.get_world_rank(), replicas=context.get_world_size(), threads=config["threads"],
+                        ray_node=ray.get_runtime_context().get_node_id())
+    train_loop_per_worker(config["plan"], worker, RayCheckpoints(), ray.train.torch.get_device())
 
 
 class RayCheckpoints:
@@ -141,9 +145,9 @@ class RayCheckpoints:
         with checkpoint.as_directory() as folder:
             return load(Path(folder))
 
-    def save(self, directory: Path, step: int, metrics: dict[str, Any]) -> None:
+    def save(self, directory: Path | None, number: int, metrics: dict[str, Any]) -> None:
         import ray.train
 
-        ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(str(directory)),
-                         checkpoint_dir_name=ckpt.folder_name(step))
+        checkpoint = None if directory is None else ray.train.Checkpoint.from_directory(str(directory))
+        ray.train.report(metrics, checkpoint=checkpoint, checkpoint_dir_name=ckpt.folder_name(number))
 

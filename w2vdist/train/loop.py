@@ -1,250 +1,265 @@
 """The training loop of one worker, `train_loop_per_worker`: the same code under Ray Train (one call per worker,
-torch.distributed set up by Ray) and without Ray (`python -m w2vdist.train.loop RUN_DIR [key=value ...]`: one
-worker on this machine; needs torch, pyarrow and PyYAML only).
+torch.distributed set up by Ray) and without Ray (local.py).
 
-Each step: take the global batch (pair_source=pairs: read this worker's share on a read-ahead thread and all-gather
-it; pair_source=corpus: generated from corpus/ on this device, corpus_stream), draw the negatives (seeded by the
-step), compute the partial dot products over this worker's columns, all-reduce them,
-turn them into gradient coefficients with the learning rate of the step, and update this worker's columns.
-The learning rate decays linearly from alpha to min_alpha over all planned pairs of all epochs (word2vec's
-schedule). Checkpoints are taken at each epoch end and every checkpoint_interval_s.
+Each worker is a data-parallel replica holding both whole tables. An epoch's blocks are grouped into rounds
+(blocks.py): in each round every replica trains its own blocks with word2vec's rule (engine.py: each window's
+update applied at once, threads or GPU programs writing without locks), then the replicas average their tables
+(replicas.py). The learning rate decays linearly from alpha to min_alpha with the place of a block in the run, the
+same for every replica, so it follows the progress of all replicas together. Checkpoints are taken right after a
+sync, at each epoch end and every checkpoint_interval_s (rank 0's clock, agreed by all).
 """
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
 import json
 import logging
 import math
+import os
 import shutil
-import sys
+import socket
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable, Protocol, TypeVar
+from typing import Any, Callable, Iterator, Protocol, TypeVar
 
 import torch
 
 from w2vdist.errors import TrainingDiverged
 from w2vdist.train import checkpoints as ckpt
-from w2vdist.train.corpus_stream import CorpusLayout, CorpusReader
-from w2vdist.train.data import PairsInput
-from w2vdist.train.model import EmbeddingShard, NoiseSampler
-from w2vdist.train.plan import RESULT_SETTINGS, TrainPlan, read_vocabulary
-from w2vdist.train.sharding import ColumnSharding
+from w2vdist.train.blocks import (EpochLayout, FileCache, ReadAhead, corpus_file, pairs_file, read_corpus_block,
+                                  read_pair_block)
+from w2vdist.train.checkpoints import EpochTotals, TrainState
+from w2vdist.train.engine import Engine, Tables, choose_kernel
+from w2vdist.train.plan import TrainPlan, read_vocabulary
+from w2vdist.train.replicas import ReplicaGroup
+from w2vdist.train.types import LaunchResult, WorkerInfo
 
 log = logging.getLogger("w2vdist.train")
 
 PROGRESS_EVERY_S = 5.0
-CONTROL_EVERY = 32        # steps between two agreements of all workers on "checkpoint now?" (rank 0's clock)
 METRICS_FILE = "metrics.jsonl"
 WORKERS_DIR = "workers"
 DIVERGED_FILE = "diverged.txt"  # a diverged run's message: a restarted worker stops at once instead of retraining
+CACHE_FRACTION = 0.25           # of the device's free memory (or the machine's) that may hold the input files
 
 T = TypeVar("T")
 
 
 class CheckpointStore(Protocol):
-    """Where checkpoints go: Ray Train's storage (launcher.RayCheckpoints) or a folder (LocalCheckpoints)."""
+    """Where checkpoints go: Ray Train's storage (launcher.RayCheckpoints) or a folder (LocalCheckpoints). Every
+    worker calls save; `directory` is None on the workers that write no files (all but rank 0)."""
 
     def restore(self, load: Callable[[Path], T]) -> T | None: ...
 
-    def save(self, directory: Path, step: int, metrics: dict[str, Any]) -> None: ...
+    def save(self, directory: Path | None, number: int, metrics: dict[str, Any]) -> None: ...
 
 
-def train_loop_per_worker(config: dict[str, Any], store: CheckpointStore, device: torch.device) -> dict[str, Any]:
-    """Train until the last epoch ends (or `max_steps`); return rank 0's last checkpoint state."""
-    plan = TrainPlan.from_dict(config["plan"])
+def train_loop_per_worker(plan: TrainPlan, worker: WorkerInfo, store: CheckpointStore,
+                          device: torch.device) -> TrainState:
+    """Train until the last epoch ends (or max_words); return the last checkpoint's state."""
     settings = plan.settings
     run_dir = Path(plan.run_dir)
-    dim, negative, batch_size = (settings[k] for k in ("dim", "negative", "batch_size"))
-    sharding = ColumnSharding.from_process_group(dim)
-    rank = sharding.rank
-    leader = rank == 0
-    kernel = choose_kernel(device, config["threads"])
-    _record_worker(run_dir, rank, device, kernel, config.get("ray_node"))
+    group = ReplicaGroup.from_process_group()
+    leader = group.rank == 0
+    kernel = choose_kernel(settings.kernel, device)
+    _record_worker(run_dir, group.rank, device, kernel, worker)
     diverged = run_dir / "train" / DIVERGED_FILE
     if diverged.is_file():  # Ray Train restarts failed workers; a divergence would only happen again
         raise TrainingDiverged(diverged.read_text(encoding="utf-8"))
 
     vocab = read_vocabulary(run_dir / "vocab")
-    sampler = NoiseSampler(vocab.column("count").to_numpy(), settings["seed"], device, compiled=kernel == "numba")
-    restored = store.restore(lambda folder: (ckpt.load_columns(folder, sharding.columns, device),
-                                             ckpt.read_state(folder)))
+    restored = store.restore(lambda folder: (ckpt.load_tables(folder, device), ckpt.read_state(folder)))
     if restored is None:
-        shard = EmbeddingShard.initial(plan.vocab_size, dim, sharding.columns, settings["seed"], device, kernel)
+        tables = Tables.initial(plan.vocab_size, settings.dim, settings.seed, device)
         if plan.base_checkpoint:  # retraining: the base run's words keep their trained rows of both tables
-            base_input, base_output = ckpt.load_columns(Path(plan.base_checkpoint), sharding.columns, device)
-            shard.input[:len(base_input)] = base_input
-            shard.output[:len(base_output)] = base_output
-        state = {"step": 0, "epoch": 0, "step_in_epoch": 0, "finished": False, "epochs": []}
+            base_input, base_output = ckpt.load_tables(Path(plan.base_checkpoint), device)
+            tables.input[:len(base_input)] = base_input
+            tables.output[:len(base_output)] = base_output
+        state = TrainState()
     else:
-        (input_table, output_table), state = restored
-        shard = EmbeddingShard(input_table, output_table, kernel)
+        (input_table, output_table), saved = restored
+        tables, state = Tables(input_table, output_table), TrainState.from_dict(saved)
         if leader:
-            log.info("resuming at step %d (epoch %d, step %d of it)", state["step"], state["epoch"] + 1,
-                     state["step_in_epoch"])
-    probes = _probe_recorder(settings, vocab, run_dir) if leader else None
-
-    pairs_per_epoch = plan.pairs_per_epoch
-    total_pairs = settings["epochs"] * pairs_per_epoch
-    progress = Progress(plan, total_pairs, enabled=leader)
-    step = state["step"]
+            log.info("resuming in epoch %d at block %d (%s words trained)", state.epoch + 1, state.next_block,
+                     f"{state.words_done:,.0f}")
+    engine = Engine(tables, vocab.column("count").to_numpy(), settings, plan.window, kernel, worker.threads)
+    probes = _probe_recorder(plan, vocab, run_dir) if leader else None
+    progress = Progress(plan, enabled=leader)
+    caches = [FileCache(list(files), ["chunk_id", "ids"] if settings.pair_source == "corpus" else
+                        ["center", "context"], _cache_budget(device), device,
+                        corpus_file if settings.pair_source == "corpus" else pairs_file)
+              for files in plan.input_files]
     last_checkpoint = time.monotonic()
+    next_probe, probed = state.words_done, None
 
-    def checkpoint(epoch: int, step_in_epoch: int, finished: bool) -> None:
-        state.update(step=step, epoch=epoch, step_in_epoch=step_in_epoch, finished=finished)
-        _save_checkpoint(store, shard, sharding, state, plan)
+    def checkpoint(finished: bool = False) -> None:
+        nonlocal last_checkpoint
+        state.finished = finished
+        _save_checkpoint(store, tables, state, plan, group.rank, number=round(state.words_done))
+        last_checkpoint = time.monotonic()
 
-    while state["epoch"] < settings["epochs"] and not state["finished"]:
-        epoch = state["epoch"]
-        first_step = state["step_in_epoch"]
-        source = open_epoch(plan, epoch, first_step, sharding, device)
-        progress.start_epoch(epoch, epoch * pairs_per_epoch + source.pairs_before(first_step))
+    while state.epoch < settings.epochs and not state.finished:
+        epoch = state.epoch
+        layout = EpochLayout(list(plan.input_rows[plan.epoch_input(epoch)]), epoch, settings.seed,
+                             plan.rows_per_block[plan.epoch_input(epoch)], group.replicas,
+                             plan.blocks_per_replica(epoch))
+        first_round = state.next_block // layout.round_size
+        progress.start_epoch(epoch, state.current)
+        syncs_before, sync_s_before = group.syncs, group.sync_seconds
+        reader = ReadAhead(lambda: _read_blocks(layout, first_round, group.rank, caches[plan.epoch_input(epoch)],
+                                                settings.pair_source))
         try:
-            for step_in_epoch, (batch, pairs) in enumerate(source, start=first_step):
-                done_before = epoch * pairs_per_epoch + source.pairs_before(step_in_epoch)
-                lr = learning_rate(settings["alpha"], settings["min_alpha"], done_before, total_pairs)
-                centers, contexts = batch[0], batch[1]
-                valid = centers >= 0
-                centers.clamp_(min=0)
-                contexts.clamp_(min=0)
-                targets = sampler.targets(contexts, step, negative)
-                loss = shard.step(centers, targets, valid, lr, sharding)
-                step += 1
-                progress.add(pairs, loss, lr)
-                progress.maybe_log(source.steps, step_in_epoch + 1)
-
-                if settings["probe_words"] and step % settings["probe_every"] == 0:
-                    matrix = sharding.gather_columns(shard.input)
-                    if probes is not None:
-                        probes.maybe_record(step, progress.recent_loss(), lambda: matrix)
-                if settings["max_steps"] is not None and step >= settings["max_steps"]:
-                    checkpoint(epoch, step_in_epoch + 1, finished=False)
+            for round_index in range(first_round, layout.rounds):
+                result, words = LaunchResult(0, 0.0, 0), 0.0
+                for block in layout.blocks_of(round_index, group.rank):
+                    data = reader.get()
+                    lr_start = _learning_rate(settings, epoch + layout.progress(block.index))
+                    lr_end = _learning_rate(settings, epoch + layout.progress(block.index + 1))
+                    if settings.pair_source == "corpus":
+                        result += engine.train_corpus(data, epoch, lr_start, lr_end)
+                    else:
+                        result += engine.train_pairs(data, epoch, lr_start, lr_end)
+                    words += data.block.rows * plan.words_per_row[plan.epoch_input(epoch)]
+                    progress.block_done(lr_end)
+                group.average(tables)
+                words, pairs, loss_sum, loss_pairs = group.sum(
+                    [words, result.pairs, result.loss_sum, result.loss_pairs], device)
+                state.words_done += words
+                state.next_block = min((round_index + 1) * layout.round_size, len(layout.blocks))
+                progress.add(words, int(pairs), loss_sum, int(loss_pairs))
+                progress.maybe_log()
+                if probes is not None and state.words_done >= next_probe:
+                    probes.record(round(state.words_done), tables.input, progress.recent_loss())
+                    next_probe = (state.words_done // settings.probe_every + 1) * settings.probe_every
+                    probed = state.words_done
+                if settings.max_words is not None and state.words_done >= settings.max_words:
+                    state.current = progress.totals(reader.waited_s)
+                    checkpoint()
                     if leader:
-                        log.info("stopped at max_steps=%d (resume=true goes on)", step)
+                        log.info("stopped at max_words=%s (resume=true goes on)", f"{settings.max_words:,}")
                     return state
-                if step % CONTROL_EVERY == 0:
-                    due = time.monotonic() - last_checkpoint >= settings["checkpoint_interval_s"]
-                    if sharding.agree([due], device)[0]:
-                        checkpoint(epoch, step_in_epoch + 1, finished=False)
-                        last_checkpoint = time.monotonic()
+                due = time.monotonic() - last_checkpoint >= settings.checkpoint_interval_s
+                if round_index + 1 < layout.rounds and group.agree(due, device):
+                    state.current = progress.totals(reader.waited_s)
+                    checkpoint()
         finally:
-            source.close()
-        state["epochs"].append(progress.end_epoch(source.waited_s))
-        if not math.isfinite(state["epochs"][-1]["loss"]):  # before its checkpoint: a resume starts before it
-            error = TrainingDiverged.in_epoch(epoch + 1, batch_size, settings["alpha"])
+            reader.close()
+        record = progress.end_epoch(reader.waited_s)
+        record["syncs"], record["sync_s"] = group.syncs - syncs_before, round(group.sync_seconds - sync_s_before, 3)
+        if not math.isfinite(record["loss"]):  # before its checkpoint: a resume starts before it
+            error = TrainingDiverged.in_epoch(epoch + 1, settings.alpha)
             if leader:
                 diverged.write_text(str(error), encoding="utf-8")
             raise error
-        checkpoint(epoch + 1, 0, finished=epoch + 1 == settings["epochs"])
-        last_checkpoint = time.monotonic()
+        state.epochs.append(record)
+        state.epoch, state.next_block, state.current = epoch + 1, 0, EpochTotals()
+        checkpoint(finished=state.epoch == settings.epochs)
         if leader:
             with open(run_dir / "train" / METRICS_FILE, "a", encoding="utf-8") as out:
-                out.write(json.dumps(state["epochs"][-1]) + "\n")
-    if settings["probe_words"] and step % settings["probe_every"]:  # once more after the last step
-        matrix = sharding.gather_columns(shard.input)
-        if probes is not None:
-            probes.record(step, matrix, progress.recent_loss())
+                out.write(json.dumps(record) + "\n")
+    if probes is not None and probed != state.words_done:
+        probes.record(round(state.words_done), tables.input, progress.recent_loss())
     return state
 
 
-def open_epoch(plan: TrainPlan, epoch: int, first_step: int, sharding: ColumnSharding,
-               device: torch.device) -> PairsInput | CorpusReader:
-    """The epoch's global batches from `first_step`, from pairs/ or generated from corpus/ (pair_source)."""
-    settings = plan.settings
-    if settings["pair_source"] == "corpus":
-        layout = CorpusLayout(plan.corpus_chunks, epoch, settings["seed"], settings["batch_size"],
-                              plan.pairs_per_epoch)
-        return CorpusReader(plan.corpus_files, layout, epoch, first_step, plan.window, settings["seed"], device)
-    return PairsInput(plan.pair_files, plan.pair_rows, epoch, first_step, settings, sharding, device)
+def _read_blocks(layout: EpochLayout, first_round: int, rank: int, cache: FileCache,
+                 pair_source: str) -> Iterator[Any]:
+    """This replica's blocks from `first_round` on, read (and put on the device) ahead of the kernels."""
+    read = read_corpus_block if pair_source == "corpus" else read_pair_block
+    for round_index in range(first_round, layout.rounds):
+        for block in layout.blocks_of(round_index, rank):
+            yield read(cache, block)
 
 
-def learning_rate(alpha: float, min_alpha: float, pairs_done: int, pairs_total: int) -> float:
-    """word2vec's linear decay, from alpha at the first pair to min_alpha after the last planned pair."""
-    return alpha - (alpha - min_alpha) * min(1.0, pairs_done / pairs_total)
+def _learning_rate(settings, epochs_done: float) -> float:
+    """word2vec's linear decay, from alpha at the start to min_alpha at the end of the last epoch."""
+    return settings.alpha - (settings.alpha - settings.min_alpha) * min(1.0, epochs_done / settings.epochs)
 
 
-def choose_kernel(device: torch.device, threads: int) -> str:
-    """numba's compiled step on CPUs when numba is installed (about 4x faster there), torch's ops otherwise; and
-    the threads each may use on CPUs."""
-    if device.type != "cpu":
-        return "torch"
-    try:
-        import numba
-    except ImportError:
-        log.warning("numba is not installed: training on CPU with torch's ops, several times slower")
-        torch.set_num_threads(threads)
-        return "torch"
-    # numba and torch share one OpenMP runtime, and starting numba's threads sets its thread count for both; so
-    # numba first, then torch's own count: one thread, as its ops here are small and a parallel region on a busy
-    # machine waits for its slowest thread.
-    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
-    torch.set_num_threads(1)
-    return "numba"
+def _cache_budget(device: torch.device) -> int:
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free * CACHE_FRACTION)
+    return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") * CACHE_FRACTION)
 
 
 class Progress:
-    """Rank 0's words/s, pairs/s, loss, learning rate and ETA: a log line every few seconds, a record per epoch.
-    words/s counts corpus words (preprocess's raw_tokens per epoch) in proportion to the pairs trained."""
+    """Rank 0's words/s (all replicas together), loss, learning rate and ETA: a log line every few seconds, a
+    record per epoch. words/s counts corpus words as word2vec and gensim do (before min_count and subsampling).
+    The rate and the ETA leave out the first block of the run, which is mostly the kernels' compilation."""
 
-    def __init__(self, plan: TrainPlan, total_pairs: int, enabled: bool):
-        self.words_per_pair = plan.raw_tokens / plan.pairs_per_epoch
-        self.pairs_per_epoch = plan.pairs_per_epoch
-        self.total_pairs = total_pairs
-        self.epochs = plan.settings["epochs"]
+    def __init__(self, plan: TrainPlan, enabled: bool):
+        self.plan = plan
         self.enabled = enabled
-        self.lr = plan.settings["alpha"]
-        self.recent_loss_sum, self.recent_pairs = 0.0, 0
+        self.epochs = plan.settings.epochs
+        self.lr = plan.settings.alpha
+        self.recent_loss_sum, self.recent_loss_pairs = 0.0, 0
+        self.warm_since: float | None = None
+        self.warm_words = 0.0
+        self.last_log = time.monotonic()
 
-    def start_epoch(self, epoch: int, pairs_done: int) -> None:
+    def start_epoch(self, epoch: int, before: EpochTotals) -> None:
         self.epoch = epoch
-        self.pairs_done = pairs_done
-        self.epoch_pairs = 0
-        self.started = self.last_log = time.monotonic()
-        self.loss_sum = 0.0
+        self.before = before
+        self.totals_now = EpochTotals()
+        self.started = time.monotonic()
 
-    def add(self, pairs: int, loss: torch.Tensor, lr: float) -> None:
-        self.pairs_done += pairs
-        self.epoch_pairs += pairs
-        self.recent_pairs += pairs
-        self.loss_sum = self.loss_sum + loss        # stays on the device: read only when logged
-        self.recent_loss_sum = self.recent_loss_sum + loss
+    def block_done(self, lr: float) -> None:
         self.lr = lr
+        if self.warm_since is None:
+            self.warm_since = time.monotonic()
+
+    def add(self, words: float, pairs: int, loss_sum: float, loss_pairs: int) -> None:
+        now = self.totals_now
+        now.words += words
+        now.pairs += pairs
+        now.loss_sum += loss_sum
+        now.loss_pairs += loss_pairs
+        self.recent_loss_sum += loss_sum
+        self.recent_loss_pairs += loss_pairs
+        if self.warm_since is not None:
+            self.warm_words += words
+
+    def totals(self, input_wait_s: float) -> EpochTotals:
+        """The epoch so far, this run's part and the part before a resume together."""
+        now, before = self.totals_now, self.before
+        return EpochTotals(before.words + now.words, before.pairs + now.pairs, before.loss_sum + now.loss_sum,
+                           before.loss_pairs + now.loss_pairs, before.seconds + time.monotonic() - self.started,
+                           before.input_wait_s + input_wait_s)
 
     def recent_loss(self) -> float | None:
         """Mean loss per pair since the last call (for probes)."""
-        if not self.recent_pairs:
+        if not self.recent_loss_pairs:
             return None
-        value = float(self.recent_loss_sum) / self.recent_pairs
-        self.recent_loss_sum, self.recent_pairs = 0.0, 0
+        value = self.recent_loss_sum / self.recent_loss_pairs
+        self.recent_loss_sum, self.recent_loss_pairs = 0.0, 0
         return value
 
-    def maybe_log(self, steps: int, steps_done: int) -> None:
+    def maybe_log(self) -> None:
         now = time.monotonic()
-        if not self.enabled or now - self.last_log < PROGRESS_EVERY_S:
+        if not self.enabled or now - self.last_log < PROGRESS_EVERY_S or self.warm_since is None:
             return
-        seconds = now - self.started
-        pairs_per_s = self.epoch_pairs / seconds
-        eta = (self.total_pairs - self.pairs_done) / max(pairs_per_s, 1e-9)
-        log.info("epoch %d/%d %5.1f%% | %s words/s | %s pairs/s | loss %.4f | lr %.6f | ETA %s",
-                 self.epoch + 1, self.epochs, 100 * steps_done / steps,
-                 f"{pairs_per_s * self.words_per_pair:,.0f}", f"{pairs_per_s:,.0f}",
-                 float(self.loss_sum) / max(self.epoch_pairs, 1), self.lr, _duration(eta))
         self.last_log = now
+        totals = self.totals(0.0)
+        epoch_words = self.plan.raw_tokens
+        rate = self.warm_words / max(now - self.warm_since, 1e-9)
+        left = (self.epochs - self.epoch) * epoch_words - totals.words
+        log.info("epoch %d/%d %5.1f%% | %s words/s | loss %.4f | lr %.6f | ETA %s", self.epoch + 1, self.epochs,
+                 100 * min(totals.words / epoch_words, 1.0), f"{rate:,.0f}",
+                 totals.loss_sum / max(totals.loss_pairs, 1), self.lr,
+                 _duration(left / rate) if self.warm_words else "...")
 
     def end_epoch(self, input_wait_s: float) -> dict[str, Any]:
-        seconds = time.monotonic() - self.started
-        pairs_per_s = self.epoch_pairs / max(seconds, 1e-9)
-        record = {"epoch": self.epoch + 1, "pairs": self.epoch_pairs, "seconds": round(seconds, 3),
-                  "words_per_s": round(pairs_per_s * self.words_per_pair, 1), "pairs_per_s": round(pairs_per_s, 1),
-                  "loss": round(float(self.loss_sum) / max(self.epoch_pairs, 1), 6), "lr": self.lr,
-                  "input_wait_s": round(input_wait_s, 3), "time": time.time()}
+        totals = self.totals(input_wait_s)
+        seconds = max(totals.seconds, 1e-9)
+        record = {"epoch": self.epoch + 1, "words": round(totals.words), "pairs": totals.pairs,
+                  "seconds": round(totals.seconds, 3), "words_per_s": round(totals.words / seconds, 1),
+                  "pairs_per_s": round(totals.pairs / seconds, 1),
+                  "loss": round(totals.loss_sum / totals.loss_pairs, 6) if totals.loss_pairs else float("nan"),
+                  "lr": self.lr, "input_wait_s": round(totals.input_wait_s, 3), "time": time.time()}
         if self.enabled:
-            log.info("epoch %d/%d done in %s: %s words/s, %s pairs/s, loss %.4f", self.epoch + 1, self.epochs,
-                     _duration(seconds), f"{record['words_per_s']:,.0f}", f"{record['pairs_per_s']:,.0f}",
-                     record["loss"])
+            log.info("epoch %d/%d done in %s: %s words/s, loss %.4f", self.epoch + 1, self.epochs,
+                     _duration(seconds), f"{record['words_per_s']:,.0f}", record["loss"])
         return record
 
 
@@ -253,78 +268,36 @@ def _duration(seconds: float) -> str:
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
-def _record_worker(run_dir: Path, rank: int, device: torch.device, kernel: str, ray_node: str | None) -> None:
-    """RUN_DIR/train/workers/rank-R.json: which process trains shard R, on which host and Ray node (operators,
+def _record_worker(run_dir: Path, rank: int, device: torch.device, kernel: str, worker: WorkerInfo) -> None:
+    """RUN_DIR/train/workers/rank-R.json: which process trains replica R, on which host and Ray node (operators,
     and the killed-worker test)."""
-    import os
-    import socket
-
     folder = run_dir / "train" / WORKERS_DIR
     folder.mkdir(parents=True, exist_ok=True)
-    info = {"rank": rank, "pid": os.getpid(), "host": socket.gethostname(), "ray_node": ray_node,
-            "device": str(device), "kernel": kernel, "started": time.time()}
+    info = {"rank": rank, "pid": os.getpid(), "host": socket.gethostname(), "ray_node": worker.ray_node,
+            "device": str(device), "kernel": kernel, "threads": worker.threads, "started": time.time()}
     (folder / f"rank-{rank}.json").write_text(json.dumps(info) + "\n", encoding="utf-8")
 
 
-def _save_checkpoint(store: CheckpointStore, shard: EmbeddingShard, sharding: ColumnSharding,
-                     state: dict[str, Any], plan: TrainPlan) -> None:
+def _save_checkpoint(store: CheckpointStore, tables: Tables, state: TrainState, plan: TrainPlan, rank: int,
+                     number: int) -> None:
+    """Rank 0 writes the (synced) tables and the state; every worker reports, as Ray Train wants."""
+    metrics = {"words": state.words_done, "epoch": state.epoch, "finished": state.finished}
+    if rank != 0:
+        store.save(None, number, metrics)
+        return
     folder = Path(tempfile.mkdtemp(prefix="w2vdist-checkpoint-"))
     try:
-        ckpt.save_shard(folder, sharding.rank, sharding.columns, shard.input, shard.output)
-        if sharding.rank == 0:
-            ckpt.save_state(folder, {**state, "world_size": sharding.world_size,
-                                     "settings": {k: plan.settings[k] for k in RESULT_SETTINGS},
-                                     "preprocess_completed": plan.preprocess_completed})
-        metrics = {"step": state["step"], "epoch": state["epoch"], "finished": state["finished"]}
-        store.save(folder, state["step"], metrics)
+        ckpt.save(folder, tables.input, tables.output, state,
+                  {"settings": plan.settings.result_settings(), "preprocess_completed": plan.preprocess_completed})
+        store.save(folder, number, metrics)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def _probe_recorder(settings: dict[str, Any], vocab, run_dir: Path):
-    if not settings["probe_words"]:
+def _probe_recorder(plan: TrainPlan, vocab, run_dir: Path):
+    if not plan.settings.probe_words:
         return None
     from w2vdist.probes import ProbeRecorder
 
-    return ProbeRecorder(settings["probe_words"], vocab.column("word").to_pylist(), settings["probe_every"],
-                         run_dir / "probes")
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Train one worker on this machine, without Ray: `python -m w2vdist.train.loop RUN_DIR [key=value ...]`."""
-    from w2vdist.cli import OVERRIDES_HELP, configure_logging
-    from w2vdist.config import load_config
-    from w2vdist.errors import ConfigError, UsageError
-    from w2vdist.train import stage
-    from w2vdist.train.plan import build_plan
-
-    parser = argparse.ArgumentParser(prog="python -m w2vdist.train.loop", description=main.__doc__)
-    parser.add_argument("run_dir", metavar="RUN_DIR")
-    parser.add_argument("--config", action="append", default=[], metavar="YAML")
-    parser.add_argument("overrides", nargs="*", metavar="key=value", help=OVERRIDES_HELP)
-    args = parser.parse_args(argv)
-    configure_logging()
-    try:
-        config = load_config(args.config, args.overrides, {"out": args.run_dir})
-        if config.num_workers != 1:
-            log.info("without Ray there is one worker: num_workers=%d ignored", config.num_workers)
-            config = dataclasses.replace(config, num_workers=1)
-        plan = build_plan(config)
-        if config.use_gpu is True and not torch.cuda.is_available():
-            raise ConfigError("setting 'use_gpu' is true but torch sees no GPU here: use use_gpu=auto or false")
-        device = torch.device("cuda" if config.use_gpu is not False and torch.cuda.is_available() else "cpu")
-        root = Path(plan.run_dir) / stage.TRAIN_DIR / stage.LOCAL_CHECKPOINTS
-        stage.prepare(plan, config.resume, root)
-        state = train_loop_per_worker({"plan": plan.to_dict(), "threads": torch.get_num_threads()},
-                                      ckpt.LocalCheckpoints(root), device)
-        if state["finished"]:
-            record = stage.finish(plan, ckpt.latest(root), {"workers": 1, "device": device.type})
-            log.info("trained in %.1f s: %s", record["seconds"]["train"], Path(plan.run_dir) / "vectors")
-    except UsageError as exc:
-        print(f"w2vdist train: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    return ProbeRecorder(list(plan.settings.probe_words), vocab.column("word").to_pylist(),
+                         plan.settings.probe_every, run_dir / "probes")

@@ -5,7 +5,7 @@ checkpoint was made from this preprocess output with the same result settings. E
 incomplete in the manifest while it trains. After training: vectors/ is written from the last checkpoint's
 shards and committed with the stage's record.
 
-    RUN_DIR/train/checkpoints/        Ray Train's checkpoints (checkpoint-<step>/ with shard-RRRR.pt, state.json)
+    RUN_DIR/train/checkpoints/        Ray Train's checkpoints (checkpoint-<n>/ with tables.pt, state.json)
     RUN_DIR/train/checkpoints-local/  the same, for runs without Ray
     RUN_DIR/train/metrics.jsonl       one line per finished epoch (loop.Progress.end_epoch)
     RUN_DIR/train/workers/rank-R.json the process, host, device and kernel of each worker
@@ -14,6 +14,8 @@ shards and committed with the stage's record.
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import shutil
 from pathlib import Path
 from typing import Any
@@ -23,10 +25,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from w2vdist.errors import ConfigError, RunDirError
+from w2vdist import rundir
 from w2vdist.rundir import RunDir
 from w2vdist.train import checkpoints as ckpt
 from w2vdist.train.loop import DIVERGED_FILE, METRICS_FILE, WORKERS_DIR
-from w2vdist.train.plan import RESULT_SETTINGS, TrainPlan, read_vocabulary
+from w2vdist.train.plan import TrainPlan, read_vocabulary
+
+log = logging.getLogger("w2vdist.train")
 
 STAGE = "train"
 TRAIN_DIR = "train"
@@ -35,6 +40,23 @@ LOCAL_CHECKPOINTS = "checkpoints-local"
 VECTORS_SCHEMA = pa.schema([("id", pa.int32()), ("word", pa.string()), ("count", pa.int64()),
                             ("vector", pa.list_(pa.float32()))])
 ROWS_PER_BLOCK = 1 << 16
+
+
+def fingerprint(plan: TrainPlan) -> str:
+    """What decides the trained vectors: the preprocess output, the result settings, the base run."""
+    return rundir.fingerprint({"preprocess_completed": plan.preprocess_completed,
+                               "settings": plan.settings.result_settings(), "base": plan.base_checkpoint})
+
+
+def completed_record(plan: TrainPlan, force: bool) -> dict[str, Any] | None:
+    """The stage's record when training is complete for this preprocess output and these settings (and not
+    forced): then there is nothing to do, as for a complete preprocess stage."""
+    run = RunDir(plan.run_dir)
+    if force or not run.is_complete(STAGE, fingerprint(plan)):
+        return None
+    log.info("train: %s is complete for this preprocess output and these settings; skipped (force=true redoes "
+             "it)", run.path)
+    return run.stage(STAGE)
 
 
 def prepare(plan: TrainPlan, resume: bool, checkpoint_root: Path) -> None:
@@ -61,8 +83,9 @@ def check_resumable(plan: TrainPlan, checkpoint_root: Path) -> Path:
         raise RunDirError(f"resume=true but checkpoint '{folder}' was made from an earlier preprocess output "
                           f"(completed {state['preprocess_completed']}, now {plan.preprocess_completed}): "
                           f"train with resume=false")
-    changed = [f"'{key}' was {state['settings'][key]!r}, now {plan.settings[key]!r}"
-               for key in RESULT_SETTINGS if state["settings"][key] != plan.settings[key]]
+    now = plan.settings.result_settings()
+    changed = [f"'{key}' was {state['settings'].get(key)!r}, now {value!r}"
+               for key, value in now.items() if state["settings"].get(key) != value]
     if changed:
         raise ConfigError(f"resume=true but checkpoint '{folder}' was trained with other settings: "
                           f"{'; '.join(changed)}. Resume with the same settings, or resume=false to start afresh")
@@ -80,10 +103,13 @@ def finish(plan: TrainPlan, folder: Path, run_info: dict[str, Any]) -> dict[str,
         epochs = state["epochs"]
         seconds = sum(e["seconds"] for e in epochs)
         record = {
-            "config": plan.settings,
+            "fingerprint": fingerprint(plan),
+            "config": dataclasses.asdict(plan.settings),
             "inputs": {"preprocess_completed": plan.preprocess_completed, "vocab_size": plan.vocab_size,
-                       "pairs_per_epoch": plan.pairs_per_epoch, "raw_tokens": plan.raw_tokens},
-            "stats": {"steps": state["step"], "epochs": epochs, "checkpoint": str(folder), **run_info,
+                       "raw_tokens": plan.raw_tokens},
+            "stats": {"words": state["words_done"], "epochs": epochs, "checkpoint": str(folder), **run_info,
+                      "syncs": sum(e.get("syncs", 0) for e in epochs),
+                      "sync_seconds": round(sum(e.get("sync_s", 0.0) for e in epochs), 3),
                       "words_per_s": round(plan.raw_tokens * len(epochs) / seconds, 1) if seconds else None,
                       "final_loss": epochs[-1]["loss"] if epochs else None},
             "seconds": {"train": round(seconds, 2)},
@@ -95,9 +121,11 @@ def finish(plan: TrainPlan, folder: Path, run_info: dict[str, Any]) -> dict[str,
 
 
 def write_vectors(folder: Path, vocab: pa.Table, path: Path) -> None:
+    table = ckpt.input_table(folder)
     with pq.ParquetWriter(path, VECTORS_SCHEMA) as writer:
         start = 0
-        for block in ckpt.input_row_blocks(folder, ROWS_PER_BLOCK):
+        for first in range(0, table.shape[0], ROWS_PER_BLOCK):
+            block = table[first:first + ROWS_PER_BLOCK].contiguous()
             rows, dim = block.shape
             values = pa.array(block.numpy().reshape(-1), pa.float32())
             offsets = pa.array(np.arange(rows + 1, dtype=np.int32) * dim)

@@ -1,0 +1,241 @@
+"""The update rule compiled with numba for CPU tables: sgns_reference.py's arithmetic, one window at a time, with
+no temporaries beyond one window's and no Python per center.
+
+Threads train the parts of a launch at once, each part's centers in order, writing the shared tables without
+locks, as word2vec's and gensim's threads do (Hogwild: Recht et al. 2011): two threads may now and then add to the
+same row at once and one of the two additions can be lost, which costs nothing measurable in quality, while any
+lock or barrier per window would cost most of the speed. A thread takes the next untrained part when it finishes
+one, so a thread slowed down by other work on the machine holds no other thread back; only the end of a launch
+waits for every thread. The learning rate of a center depends on its index in the launch only, so the schedule
+is the same for any number of threads, and with one thread the result equals the reference's.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import threading
+
+import numpy as np
+from numba import njit
+
+from w2vdist import random_streams
+from w2vdist.train.types import LOSS_SAMPLE, LaunchResult, WindowLaunch, WindowRule, draw_slots
+
+_GAMMA = np.uint64(random_streams.GAMMA)
+_MIX1 = np.uint64(random_streams.MIX1)
+_MIX2 = np.uint64(random_streams.MIX2)
+_LOW24 = np.uint64((1 << random_streams.PROBABILITY_BITS) - 1)
+# fast-math without 'nnan'/'ninf': the sigmoid's exp may overflow to inf on purpose
+_FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
+MAX_DOT = 30.0   # sigmoid(30) is 1 in float32; clipping keeps exp finite
+
+
+@njit(inline="always")
+def _bits(key, counter):  # pragma: no cover - compiled
+    z = key + (counter + np.uint64(1)) * _GAMMA
+    z = (z ^ (z >> np.uint64(30))) * _MIX1
+    z = (z ^ (z >> np.uint64(27))) * _MIX2
+    return z ^ (z >> np.uint64(31))
+
+
+@njit(inline="always")
+def _noise(bits, alias_threshold, alias, vocab):  # pragma: no cover - compiled
+    column = np.int64(((bits >> np.uint64(32)) * vocab) >> np.uint64(32))
+    if np.int64(bits & _LOW24) < alias_threshold[column]:
+        return column
+    return np.int64(alias[column])
+
+
+@njit(nogil=True, fastmath=_FASTMATH, cache=True, boundscheck=False)
+def train_part(inp, out, words, positions, word_chunk, chunk_start, chunk_end, chunk_key, first, last, total,
+               alias_threshold, alias, slots, window, negative, shared, lr_start, lr_end, loss_sample):  # pragma: no cover
+    """Train centers first..last-1 of a launch of `total` centers; returns (pairs, loss_sum, loss_pairs)."""
+    dim = inp.shape[1]
+    vocab = np.uint64(alias.shape[0])
+    slots = np.uint64(slots)
+    targets_per = negative + 1
+    contexts = np.empty(2 * window, np.int64)
+    targets = np.empty((2 * window, targets_per), np.int64)
+    coefficient = np.empty((2 * window, targets_per), np.float32)
+    gradient = np.empty((2 * window, dim), np.float32)
+    pairs = 0
+    loss_sum = 0.0
+    loss_pairs = 0
+    for i in range(first, last):
+        chunk = word_chunk[i]
+        key = np.uint64(chunk_key[chunk])
+        base = np.uint64(positions[i]) * slots
+        reach = 1 + np.int64(((_bits(key, base) >> np.uint64(32)) * np.uint64(window)) >> np.uint64(32))
+        low = max(np.int64(chunk_start[chunk]), i - reach)
+        high = min(np.int64(chunk_end[chunk]), i + reach + 1)
+        word = np.int64(words[i])
+        n = 0
+        for j in range(low, high):
+            if j == i:
+                continue
+            contexts[n] = words[j]
+            targets[n, 0] = word
+            if not shared:
+                offset = j - i
+                slot = offset + window if offset < 0 else offset + window - 1
+                for k in range(negative):
+                    counter = base + np.uint64(1 + slot * negative + k)
+                    targets[n, k + 1] = _noise(_bits(key, counter), alias_threshold, alias, vocab)
+            n += 1
+        if n == 0:
+            continue
+        if shared:
+            for k in range(negative):
+                noise = _noise(_bits(key, base + np.uint64(1 + k)), alias_threshold, alias, vocab)
+                for a in range(n):
+                    targets[a, k + 1] = noise
+        lr = np.float32(lr_start + (lr_end - lr_start) * (i / total))
+        sampled = i % loss_sample == 0
+        for a in range(n):
+            row_in = inp[contexts[a]]
+            for k in range(targets_per):
+                target = targets[a, k]
+                if k > 0 and target == word:
+                    coefficient[a, k] = 0.0
+                    continue
+                row_out = out[target]
+                dot = np.float32(0.0)
+                for d in range(dim):
+                    dot += row_in[d] * row_out[d]
+                dot = min(max(dot, np.float32(-MAX_DOT)), np.float32(MAX_DOT))
+                label = np.float32(1.0) if k == 0 else np.float32(0.0)
+                coefficient[a, k] = (label - np.float32(1.0) / (np.float32(1.0) + np.exp(-dot))) * lr
+                if sampled:
+                    signed = dot if k == 0 else -dot
+                    loss_sum += math.log1p(math.exp(-abs(signed))) + max(-signed, 0.0)
+        if sampled:
+            loss_pairs += n
+        pairs += n
+        # every dot of the window was taken above; now the updates, each from the rows as they were before
+        for a in range(n):
+            grad = gradient[a]
+            for d in range(dim):
+                grad[d] = 0.0
+            for k in range(targets_per):
+                g = coefficient[a, k]
+                if g != 0.0:
+                    row_out = out[targets[a, k]]
+                    for d in range(dim):
+                        grad[d] += g * row_out[d]
+        for a in range(n):
+            row_in = inp[contexts[a]]
+            for k in range(targets_per):
+                g = coefficient[a, k]
+                if g != 0.0:
+                    row_out = out[targets[a, k]]
+                    for d in range(dim):
+                        row_out[d] += g * row_in[d]
+        for a in range(n):
+            row_in = inp[contexts[a]]
+            grad = gradient[a]
+            for d in range(dim):
+                row_in[d] += grad[d]
+    return pairs, loss_sum, loss_pairs
+
+
+@njit(nogil=True, fastmath=_FASTMATH, cache=True, boundscheck=False)
+def train_pair_part(inp, out, centers, contexts, pair_keys, pair_rows, first, last, total, alias_threshold, alias,
+                    negative, lr_start, lr_end, loss_sample):  # pragma: no cover - compiled
+    """sgns_reference.train_pairs for pairs first..last-1 of a launch of `total`; returns (pairs, loss, loss pairs)."""
+    dim = inp.shape[1]
+    vocab = np.uint64(alias.shape[0])
+    targets = np.empty(negative + 1, np.int64)
+    coefficient = np.empty(negative + 1, np.float32)
+    grad = np.empty(dim, np.float32)
+    loss_sum = 0.0
+    loss_pairs = 0
+    for i in range(first, last):
+        word = np.int64(centers[i])
+        row_in = inp[contexts[i]]
+        key = np.uint64(pair_keys[i])
+        base = np.uint64(pair_rows[i]) * np.uint64(negative)
+        targets[0] = word
+        for k in range(negative):
+            targets[k + 1] = _noise(_bits(key, base + np.uint64(k)), alias_threshold, alias, vocab)
+        lr = np.float32(lr_start + (lr_end - lr_start) * (i / total))
+        sampled = i % loss_sample == 0
+        for d in range(dim):
+            grad[d] = 0.0
+        for k in range(negative + 1):
+            target = targets[k]
+            if k > 0 and target == word:
+                coefficient[k] = 0.0
+                continue
+            row_out = out[target]
+            dot = np.float32(0.0)
+            for d in range(dim):
+                dot += row_in[d] * row_out[d]
+            dot = min(max(dot, np.float32(-MAX_DOT)), np.float32(MAX_DOT))
+            label = np.float32(1.0) if k == 0 else np.float32(0.0)
+            g = (label - np.float32(1.0) / (np.float32(1.0) + np.exp(-dot))) * lr
+            coefficient[k] = g
+            for d in range(dim):
+                grad[d] += g * row_out[d]
+            if sampled:
+                signed = dot if k == 0 else -dot
+                loss_sum += math.log1p(math.exp(-abs(signed))) + max(-signed, 0.0)
+        if sampled:
+            loss_pairs += 1
+        for k in range(negative + 1):
+            g = coefficient[k]
+            if g != 0.0:
+                row_out = out[targets[k]]
+                for d in range(dim):
+                    row_out[d] += g * row_in[d]
+        for d in range(dim):
+            row_in[d] += grad[d]
+    return last - first, loss_sum, loss_pairs
+
+
+def _run_parts(train, parts: list[int], threads: int) -> LaunchResult:
+    """Run `train(first, last)` over the parts, `threads` threads each taking the next part when it is done."""
+    next_part = itertools.count()
+    results: list[tuple[int, float, int]] = []
+
+    def work() -> None:
+        mine = []
+        while (part := next(next_part)) < len(parts) - 1:
+            mine.append(train(parts[part], parts[part + 1]))
+        results.extend(mine)  # list.extend is atomic under the GIL
+
+    if threads <= 1:
+        work()
+    else:
+        pool = [threading.Thread(target=work, daemon=True) for _ in range(threads)]
+        for thread in pool:
+            thread.start()
+        for thread in pool:
+            thread.join()
+    return LaunchResult(sum(r[0] for r in results), float(sum(r[1] for r in results)),
+                        sum(r[2] for r in results))
+
+
+def train_pairs(input_table, output_table, centers, contexts, pair_keys, pair_rows, alias_threshold, alias,
+                negative: int, lr_start: float, lr_end: float, parts: list[int], threads: int = 1) -> LaunchResult:
+    """sgns_reference.train_pairs on CPU tensors, the pairs cut into `parts` shared by `threads` threads."""
+    arrays = [t.numpy() for t in (input_table, output_table, centers, contexts, pair_keys, pair_rows)]
+    threshold, alias_np = alias_threshold.numpy(), alias.numpy()
+    total = max(len(centers), 1)
+    return _run_parts(lambda first, last: train_pair_part(*arrays, first, last, total, threshold, alias_np,
+                                                          negative, lr_start, lr_end, LOSS_SAMPLE),
+                      parts, threads)
+
+
+def train_windows(input_table, output_table, launch: WindowLaunch, alias_threshold, alias, rule: WindowRule,
+                  lr_start: float, lr_end: float, threads: int = 1) -> LaunchResult:
+    """sgns_reference.train_windows on CPU tensors, `threads` threads taking parts as they finish."""
+    arrays = [t.numpy() for t in (input_table, output_table, launch.words, launch.positions, launch.word_chunk,
+                                  launch.chunk_start, launch.chunk_end, launch.chunk_key)]
+    threshold, alias_np = alias_threshold.numpy(), alias.numpy()
+    total = max(launch.centers, 1)
+    return _run_parts(lambda first, last: train_part(*arrays, first, last, total, threshold, alias_np,
+                                                     draw_slots(rule.window, rule.negative), rule.window,
+                                                     rule.negative, rule.shared_negatives, lr_start, lr_end,
+                                                     LOSS_SAMPLE),
+                      launch.parts.tolist(), threads)
