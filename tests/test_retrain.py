@@ -8,7 +8,7 @@ from w2vdist.config import load_config
 from w2vdist.data.make_sample_corpus import COUNTRIES, paragraphs
 from w2vdist.errors import ConfigError, RunDirError
 from w2vdist.preprocess.job import run_preprocess
-from w2vdist.train import loop
+from w2vdist.train import local
 from w2vdist.train.plan import build_plan
 from w2vdist.vectors import Vectors
 
@@ -25,7 +25,7 @@ def prepare(spark, tmp, name, lines, *extra):
     corpus.write_text("\n".join(lines) + "\n")
     out = tmp / name
     run_preprocess(load_config([], [*SETTINGS, *extra], {"input": [str(corpus)], "out": str(out)}), spark=spark)
-    assert loop.main([str(out), *TRAINING]) == 0
+    assert local.main([str(out), *TRAINING]) == 0
     return out
 
 

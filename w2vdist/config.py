@@ -95,8 +95,11 @@ class Config:
     kernel: str = _setting("auto", "The training kernel: numba (CPUs), triton (CUDA GPUs), torch (the reference, "
                                    "slow), or auto.", choices=("auto", "numba", "triton", "torch"))
     num_workers: int = _setting(1, "Ray Train workers: data-parallel replicas, each with both whole tables.", min=1)
-    sync_every: int = _setting(2_000_000, "Corpus words, over all workers, between two averagings of the "
-                                          "workers' tables.", min=1000)
+    sync_every: int = _setting(1_000_000, "Corpus words, over all workers, between two syncs of the workers' "
+                                          "tables.", min=1000)
+    sync_rule: str = _setting("changes", "How workers sync their tables: changes (the last sync's tables plus every "
+                                         "worker's change since) or average (the mean of the tables).",
+                              choices=("changes", "average"))
     use_gpu: bool | str = _setting("auto", "Train on GPUs (NCCL) or CPUs (gloo); auto uses GPUs when Ray sees them.",
                                    choices=(True, False, "auto"))
     ray_address: str | None = _setting(None, "Ray cluster to join; null starts a local Ray on 127.0.0.1.")

@@ -59,7 +59,7 @@ def train_loop_per_worker(plan: TrainPlan, worker: WorkerInfo, store: Checkpoint
     """Train until the last epoch ends (or max_words); return the last checkpoint's state."""
     settings = plan.settings
     run_dir = Path(plan.run_dir)
-    group = ReplicaGroup.from_process_group()
+    group = ReplicaGroup.from_process_group(settings.sync_rule)
     leader = group.rank == 0
     kernel = choose_kernel(settings.kernel, device)
     _record_worker(run_dir, group.rank, device, kernel, worker)
@@ -82,6 +82,7 @@ def train_loop_per_worker(plan: TrainPlan, worker: WorkerInfo, store: Checkpoint
         if leader:
             log.info("resuming in epoch %d at block %d (%s words trained)", state.epoch + 1, state.next_block,
                      f"{state.words_done:,.0f}")
+    group.start(tables)
     engine = Engine(tables, vocab.column("count").to_numpy(), settings, plan.window, kernel, worker.threads)
     probes = _probe_recorder(plan, vocab, run_dir) if leader else None
     progress = Progress(plan, enabled=leader)
@@ -121,7 +122,7 @@ def train_loop_per_worker(plan: TrainPlan, worker: WorkerInfo, store: Checkpoint
                         result += engine.train_pairs(data, epoch, lr_start, lr_end)
                     words += data.block.rows * plan.words_per_row[plan.epoch_input(epoch)]
                     progress.block_done(lr_end)
-                group.average(tables)
+                group.sync(tables)
                 words, pairs, loss_sum, loss_pairs = group.sum(
                     [words, result.pairs, result.loss_sum, result.loss_pairs], device)
                 state.words_done += words

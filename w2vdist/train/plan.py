@@ -61,7 +61,8 @@ def train_settings(config: Config) -> TrainSettings:
     return TrainSettings(
         dim=config.dim, negative=config.negative, epochs=config.epochs, alpha=config.alpha,
         min_alpha=config.min_alpha, sample=config.sample, shared_negatives=config.shared_negatives,
-        kernel=config.kernel, pair_source=config.pair_source, sync_every=config.sync_every, seed=config.seed,
+        kernel=config.kernel, pair_source=config.pair_source, sync_every=config.sync_every,
+        sync_rule=config.sync_rule, seed=config.seed,
         num_workers=config.num_workers, checkpoint_interval_s=config.checkpoint_interval_s,
         max_words=config.max_words, probe_words=tuple(config.probe_words), probe_every=config.probe_every)
 
@@ -101,8 +102,12 @@ def build_plan(config: Config) -> TrainPlan:
         log.warning("pairs/ holds %d draw(s) of windows for %d epochs: epochs repeat draws, which costs quality "
                     "(preprocess with pair_draws=%d, or train with pair_source=corpus)", len(files), config.epochs,
                     config.epochs)
+    # a block is one kernel launch: about BLOCK_WORDS words, fewer when a replica's share of a round is smaller,
+    # and at least MIN_BLOCKS_PER_REPLICA blocks per replica and epoch
+    replica_round_words = config.sync_every / config.num_workers
     rows_per_block = tuple(
-        max(1, min(round(BLOCK_WORDS / max(w, 1e-9)), sum(r) // (MIN_BLOCKS_PER_REPLICA * config.num_workers)))
+        max(1, min(round(min(BLOCK_WORDS, replica_round_words) / max(w, 1e-9)),
+                   sum(r) // (MIN_BLOCKS_PER_REPLICA * config.num_workers)))
         for w, r in zip(words_per_row, rows))
     return TrainPlan(run_dir=str(run.path), settings=train_settings(config), vocab_size=vocab_size,
                      raw_tokens=raw_tokens, window=int(record["config"]["window"]), input_files=tuple(files),

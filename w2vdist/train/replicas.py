@@ -1,11 +1,16 @@
 """Every collective of training, in one place: the replicas' table sync and their agreements.
 
 Each replica trains its own blocks on its own copy of both tables. After every round (`sync_every` corpus words
-over all replicas) the tables are brought together by averaging them: all-reduce the sum, divide by the number of
-replicas (gloo on CPUs, NCCL on GPUs). Averaging, rather than adding every replica's change since the last sync,
-keeps each row's step no larger than one replica's: a frequent word that every replica moves the same way would
-otherwise move R times as far, which is what made batch sums overshoot. With one replica every call is a no-op
-and torch.distributed is never needed.
+over all replicas) the tables are brought together with one all-reduce per table (gloo on CPUs, NCCL on GPUs), by
+the rule of setting `sync_rule`:
+
+    changes   every replica's tables become the tables of the last sync plus the sum of every replica's change
+              since then: each replica's words count fully, as if the replicas had trained one after the other
+              on tables a round old
+    average   the mean of the replicas' tables (model averaging, as Spark MLlib does once per iteration): each
+              replica's change counts 1/R, so a round moves the tables as far as one replica's share of it
+
+With one replica every call is a no-op and torch.distributed is never needed.
 """
 
 from __future__ import annotations
@@ -16,22 +21,29 @@ from w2vdist.train.engine import Tables
 
 
 class ReplicaGroup:
-    def __init__(self, rank: int, replicas: int):
+    def __init__(self, rank: int, replicas: int, rule: str = "changes"):
         self.rank = rank
         self.replicas = replicas
+        self.rule = rule
         self.sync_seconds = 0.0
         self.syncs = 0
+        self._synced: Tables | None = None   # the tables at the last sync (rule "changes")
 
     @classmethod
-    def from_process_group(cls) -> "ReplicaGroup":
+    def from_process_group(cls, rule: str) -> "ReplicaGroup":
         import torch.distributed as dist
 
         if dist.is_available() and dist.is_initialized():
-            return cls(dist.get_rank(), dist.get_world_size())
-        return cls(0, 1)
+            return cls(dist.get_rank(), dist.get_world_size(), rule)
+        return cls(0, 1, rule)
 
-    def average(self, tables: Tables) -> None:
-        """Replace every replica's tables by their mean."""
+    def start(self, tables: Tables) -> None:
+        """Remember the tables every replica starts from (identical on all: seeded, or a checkpoint)."""
+        if self.replicas > 1 and self.rule == "changes":
+            self._synced = Tables(tables.input.clone(), tables.output.clone())
+
+    def sync(self, tables: Tables) -> None:
+        """Bring every replica's tables to the same values, by the group's rule."""
         if self.replicas == 1:
             return
         import time
@@ -39,9 +51,15 @@ class ReplicaGroup:
         import torch.distributed as dist
 
         started = time.perf_counter()
-        for table in (tables.input, tables.output):
+        for name in ("input", "output"):
+            table = getattr(tables, name)
             dist.all_reduce(table)
-            table.div_(self.replicas)
+            if self.rule == "average":
+                table.div_(self.replicas)
+            else:  # sum of replicas - (R - 1) x last sync = last sync + the sum of the changes
+                synced = getattr(self._synced, name)
+                table.sub_(synced, alpha=self.replicas - 1)
+                synced.copy_(table)
         self.sync_seconds += time.perf_counter() - started
         self.syncs += 1
 

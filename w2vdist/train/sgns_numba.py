@@ -17,7 +17,9 @@ import math
 import threading
 
 import numpy as np
-from numba import njit
+from llvmlite import ir
+from numba import njit, types
+from numba.extending import intrinsic
 
 from w2vdist import random_streams
 from w2vdist.train.types import LOSS_SAMPLE, LaunchResult, WindowLaunch, WindowRule, draw_slots
@@ -29,6 +31,29 @@ _LOW24 = np.uint64((1 << random_streams.PROBABILITY_BITS) - 1)
 # fast-math without 'nnan'/'ninf': the sigmoid's exp may overflow to inf on purpose
 _FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
 MAX_DOT = 30.0   # sigmoid(30) is 1 in float32; clipping keeps exp finite
+AHEAD = 3        # centers between asking for a center's output rows and using them
+
+
+@intrinsic
+def _prefetch(typingctx, address):
+    """LLVM's prefetch of the cache line at `address`, for reading, into every cache level."""
+    def codegen(context, builder, signature, args):
+        byte_pointer = ir.IntType(8).as_pointer()
+        i32 = ir.IntType(32)
+        prefetch = builder.module.declare_intrinsic(
+            "llvm.prefetch", [byte_pointer], ir.FunctionType(ir.VoidType(), [byte_pointer, i32, i32, i32]))
+        builder.call(prefetch, [builder.inttoptr(args[0], byte_pointer), i32(0), i32(3), i32(1)])
+        return context.get_dummy_value()
+    return types.void(types.uintp), codegen
+
+
+@njit(inline="always")
+def _prefetch_row(table, row):  # pragma: no cover - compiled
+    """The output rows are random (the center, its noise words), and waiting for memory was much of a window's
+    time: ask for them a few centers ahead."""
+    start = table[row].ctypes.data
+    for offset in range(0, table.shape[1] * table.itemsize, 64):
+        _prefetch(start + offset)
 
 
 @njit(inline="always")
@@ -63,6 +88,15 @@ def train_part(inp, out, words, positions, word_chunk, chunk_start, chunk_end, c
     loss_sum = 0.0
     loss_pairs = 0
     for i in range(first, last):
+        ahead = i + AHEAD
+        if ahead < last:
+            _prefetch_row(out, words[ahead])
+            if shared:
+                ahead_key = np.uint64(chunk_key[word_chunk[ahead]])
+                ahead_base = np.uint64(positions[ahead]) * slots
+                for k in range(negative):
+                    _prefetch_row(out, _noise(_bits(ahead_key, ahead_base + np.uint64(1 + k)), alias_threshold,
+                                              alias, vocab))
         chunk = word_chunk[i]
         key = np.uint64(chunk_key[chunk])
         base = np.uint64(positions[i]) * slots

@@ -72,6 +72,7 @@ class TrainSettings:
     kernel: str                  # auto | numba | triton | torch
     pair_source: str             # corpus | pairs
     sync_every: int              # corpus words, over all replicas, between two syncs of the replicas' tables
+    sync_rule: str               # changes | average (replicas.py)
     seed: int
     num_workers: int             # data-parallel replicas
     checkpoint_interval_s: float
@@ -81,7 +82,7 @@ class TrainSettings:
 
     # The settings that decide the trained vectors: a resumed run must keep every one of them.
     RESULT = ("dim", "negative", "epochs", "alpha", "min_alpha", "sample", "shared_negatives", "pair_source",
-              "sync_every", "seed", "num_workers")
+              "sync_every", "sync_rule", "seed", "num_workers")
 
     def result_settings(self) -> dict:
         return {name: getattr(self, name) for name in self.RESULT}
