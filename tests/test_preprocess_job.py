@@ -164,10 +164,10 @@ def test_a_failed_run_leaves_nothing_that_looks_complete(spark, corpus, tmp_path
     fresh = tmp_path / "fresh"
     with pytest.raises(RuntimeError):
         run_preprocess(settings(inputs, fresh, "phrase_passes=0", "phrase_threshold=100"), spark=spark)
-    assert sorted(p.name for p in fresh.iterdir()) == []
+    assert not fresh.exists()  # the run created it and wrote nothing that lasts
 
 
-def test_a_killed_job_is_not_mistaken_for_complete_and_reruns_cleanly(tmp_path):
+def test_a_killed_job_is_not_mistaken_for_complete_and_reruns_cleanly_while_a_second_run_is_refused(tmp_path):
     out = tmp_path / "run"
     sample = REPO / "w2vdist" / "data" / "sample_corpus.txt.gz"
     conf = tmp_path / "spark.yaml"
@@ -185,10 +185,35 @@ def test_a_killed_job_is_not_mistaken_for_complete_and_reruns_cleanly(tmp_path):
     assert not manifest.exists() or not json.loads(manifest.read_text())["stages"].get("preprocess", {}).get(
         "completed")
     assert not (out / "pairs").exists()
-    finished = subprocess.run(command, capture_output=True, text=True, timeout=300)
-    assert finished.returncode == 0, finished.stderr
+
+    # The rerun, and a second run on the same directory started 3 s later: refused at once, naming the lock and
+    # its holder, without touching the staging folder the rerun is writing.
+    rerun = subprocess.Popen(command, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                             text=True)
+    started = time.monotonic()
+    while str(rerun.pid) not in ((out / ".lock").read_text() if (out / ".lock").is_file() else ""):
+        assert rerun.poll() is None and time.monotonic() - started < 60, rerun.stderr.read()
+        time.sleep(0.1)
+    time.sleep(max(0.0, 3 - (time.monotonic() - started)))
+    second = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    _, rerun_err = rerun.communicate(timeout=300)
+    assert rerun.returncode == 0, rerun_err
+    assert second.returncode == 2
+    assert f"pid {rerun.pid}" in second.stderr and str(out / ".lock") in second.stderr
+    assert "Traceback" not in second.stderr and len(second.stderr.strip().splitlines()) == 1
     assert json.loads(manifest.read_text())["stages"]["preprocess"]["completed"]
     assert not (out / "_staging").exists()
+
+    # The rerun's output is what an uninterrupted run writes: the reference chain with the default settings.
+    with gzip.open(sample, "rt", encoding="utf-8") as handle:
+        chunks = [t for t in (Tokenizer().tokenize(line) for line in handle) if t]
+    _, after_first = reference.phrase_pass(chunks, 5, 100)
+    _, after_second = reference.phrase_pass(after_first, 5, 100)
+    vocab = pq.read_table(out / "vocab")
+    assert list(zip(*(vocab[c].to_pylist() for c in ("id", "word", "count")))) == \
+        reference.vocabulary(after_second, 5)
+    stats = json.loads(manifest.read_text())["stages"]["preprocess"]["stats"]
+    assert stats["documents"] == len(chunks) and stats["raw_tokens"] == sum(map(len, chunks))
 
 
 def test_undecodable_bytes_are_replaced_and_counted(spark, tmp_path):

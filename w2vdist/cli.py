@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import os
 import sys
-from typing import Callable
+import traceback
+from typing import Callable, Iterator
 
 from w2vdist import commands
 from w2vdist.config import load_config
-from w2vdist.errors import UsageError
+from w2vdist.errors import UsageError, one_line
 from w2vdist.logs import OVERRIDES_HELP, configure_logging
 
 log = logging.getLogger("w2vdist")
@@ -90,16 +93,38 @@ def _add_pipeline(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_pipeline(args: argparse.Namespace) -> int:
-    from w2vdist.pipeline import StageFailed, run_pipeline
+    from w2vdist.pipeline import PipelineResult, StageFailed, run_pipeline
 
-    config = load_config([args.config_file, *args.config], args.overrides)
-    try:
-        result = run_pipeline(config)
-    except StageFailed as failed:
-        print(failed.result.summary())
-        return UsageError.exit_code if isinstance(failed.cause, UsageError) else 1
+    result, code = PipelineResult(run_dir=None), 0
+    with _stdout_to_stderr():
+        try:
+            config = load_config([args.config_file, *args.config], args.overrides)
+            result.run_dir = config.out
+            result = run_pipeline(config)
+        except StageFailed as failed:
+            result, code = failed.result, failed.exit_code
+        except UsageError as exc:
+            result.failed, result.error, code = "settings", str(exc), exc.exit_code
+        except Exception as exc:
+            log.exception("pipeline failed")
+            result.failed, result.error, code = result.failed or "pipeline", one_line(exc), 1
     print(result.summary())
-    return 0
+    return code
+
+
+@contextlib.contextmanager
+def _stdout_to_stderr() -> Iterator[None]:
+    """Send everything written to file descriptor 1 meanwhile (Spark's JVM, Ray's processes, libraries) to
+    stderr, so that the summary printed afterwards is the only line on stdout."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
@@ -121,6 +146,29 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    try:
+        args = _parse_args(parser, argv)
+    except SystemExit as exit:
+        words = sys.argv[1:] if argv is None else argv
+        if exit.code and next((w for w in words if not w.startswith("-")), None) == "pipeline":
+            print("w2vdist pipeline FAILED at settings: the command line is wrong (usage above)")
+        raise
+    configure_logging(args.verbose)
+    try:
+        return args.handler(args)
+    except UsageError as exc:
+        print(f"w2vdist {args.command}: error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"w2vdist {args.command}: interrupted; completed stages stay usable", file=sys.stderr)
+        return 130
+    except Exception as exc:  # not the user's to fix: the trace for a bug report, then the one line that matters
+        traceback.print_exc()
+        print(f"w2vdist {args.command}: failed: {one_line(exc)}", file=sys.stderr)
+        return 1
+
+
+def _parse_args(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
     # Settings may follow options (`--out RUN key=value`), which argparse leaves over after the positionals.
     args, extra = parser.parse_known_args(argv)
     unknown = [word for word in extra if "=" not in word or word.startswith("-")]
@@ -133,15 +181,7 @@ def main(argv: list[str] | None = None) -> int:
                 break
         else:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    configure_logging(args.verbose)
-    try:
-        return args.handler(args)
-    except UsageError as exc:
-        print(f"w2vdist {args.command}: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print(f"w2vdist {args.command}: interrupted; completed stages stay usable", file=sys.stderr)
-        return 130
+    return args
 
 
 if __name__ == "__main__":

@@ -5,7 +5,10 @@ stack trace: it names the file, field or setting at fault and what was expected.
 """
 
 
+import contextlib
+import errno
 from pathlib import Path
+from typing import Iterator
 
 
 class UsageError(Exception):
@@ -24,6 +27,19 @@ class InputError(UsageError):
 
 class RunDirError(UsageError):
     """A run directory is missing a stage's output, holds an incomplete one, or is not a directory."""
+
+
+class RunDirBusy(RunDirError):
+    """Another live w2vdist process holds the run directory's lock."""
+
+
+class OutputError(UsageError):
+    """An output path cannot be written: read-only, not permitted, or the disk is full (then exit code 1: the
+    settings were fine, the run failed)."""
+
+    def __init__(self, message: str, exit_code: int = 2):
+        super().__init__(message)
+        self.exit_code = exit_code
 
 
 class VectorFileError(UsageError):
@@ -62,3 +78,57 @@ def read_text_file(path, what: str, error: type[UsageError] = UsageError) -> str
         raise error(f"{what} '{path}' does not exist") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise error(f"cannot read {what} '{path}': {exc}") from None
+
+
+# What a failed write means, by errno; Java and pyarrow report the same conditions only in their message text.
+_WRITE_FAILURES = {
+    errno.ENOSPC: ("No space left on device", "no space left on the device"),
+    errno.EDQUOT: ("Disk quota exceeded", "the disk quota is exceeded"),
+    errno.EROFS: ("Read-only file system", "the file system is read-only"),
+    errno.EACCES: ("Permission denied", "permission denied"),
+    errno.EPERM: ("Operation not permitted", "operation not permitted"),
+}
+_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+def write_failure(error: BaseException, path) -> OutputError | None:
+    """The one-line error for a write to `path` (or below it) that failed because the disk is full, read-only or
+    not ours; None when `error` is something else. Disk full exits 1 (the run failed), the others 2 (choose
+    another output)."""
+    code = getattr(error, "errno", None)
+    if code not in _WRITE_FAILURES:
+        text = str(error)
+        code = next((c for c, (words, _) in _WRITE_FAILURES.items() if words in text), None)
+        if code is None:
+            return None
+    where = getattr(error, "filename", None) or path
+    reason = _WRITE_FAILURES[code][1]
+    hint = "free some space and run it again" if code in _FULL else "choose another output path"
+    return OutputError(f"cannot write '{where}': {reason}; {hint}", exit_code=1 if code in _FULL else 2)
+
+
+@contextlib.contextmanager
+def writing(path) -> Iterator[None]:
+    """Turn a full, read-only or forbidden output below `path` into a one-line `OutputError` naming it."""
+    try:
+        yield
+    except UsageError:
+        raise
+    except Exception as exc:
+        failure = write_failure(exc, path)
+        if failure is None:
+            raise
+        raise failure from None
+
+
+ONE_LINE_CHARS = 400
+
+
+def one_line(error: BaseException) -> str:
+    """An unexpected error in one line, for summaries: its type and the first line of its message that says
+    something (a Spark error starts with the Java call that failed, then the Java exception)."""
+    lines = [line.strip().removeprefix(": ").strip() for line in str(error).splitlines()]
+    lines = [line for line in lines if line and not line.startswith(("An error occurred while calling", "at "))]
+    text = next((line for line in lines if "Exception" in line or "Error" in line), lines[0] if lines else "")
+    text = f"{type(error).__name__}: {text}" if text else type(error).__name__
+    return text if len(text) <= ONE_LINE_CHARS else text[:ONE_LINE_CHARS - 3] + "..."

@@ -8,6 +8,7 @@ scheduler reads; the log goes to stderr.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from w2vdist.config import Config
-from w2vdist.errors import ConfigError, UsageError
+from w2vdist.errors import ConfigError, UsageError, one_line
 from w2vdist.preprocess.job import run_preprocess
 from w2vdist.rundir import RunDir, fingerprint
 
@@ -24,11 +25,12 @@ log = logging.getLogger(__name__)
 
 EXPORT_NAMES = {"word2vec": "vectors.txt", "word2vec-binary": "vectors.bin", "parquet": "vectors.parquet",
                 "npy": "vectors.npy"}
+STAGES = ("preprocess", "train", "export", "evaluate")
 
 
 @dataclass
 class PipelineResult:
-    run_dir: str
+    run_dir: str | None
     stages: dict[str, str] = field(default_factory=dict)  # stage -> "done" | "skipped" | "failed"
     seconds: dict[str, float] = field(default_factory=dict)
     failed: str | None = None
@@ -36,40 +38,55 @@ class PipelineResult:
     scores: dict[str, float] = field(default_factory=dict)
 
     def summary(self) -> str:
+        """One line, whatever the error said: a scheduler shows the last line of the output."""
         parts = [f"{name} {state}" + (f" {self.seconds[name]:.1f}s" if state == "done" else "")
                  for name, state in self.stages.items()]
         scores = ", ".join(f"{k} {v:.4g}" for k, v in self.scores.items())
-        head = "OK" if self.failed is None else f"FAILED at {self.failed}"
-        tail = f" | {scores}" if scores else ""
-        tail += f" | {self.error}" if self.error else ""
-        return f"w2vdist pipeline {head}: {self.run_dir}: {', '.join(parts)}{tail}"
+        line = "w2vdist pipeline " + ("OK" if self.failed is None else f"FAILED at {self.failed}") + ":"
+        line += f" {self.run_dir}:" if self.run_dir else ""
+        line += f" {', '.join(parts)}" if parts else ""
+        line += f" | {scores}" if scores else ""
+        line += f" | {' '.join(self.error.split())}" if self.error else ""
+        return line
 
 
 def run_pipeline(config: Config) -> PipelineResult:
+    """Run every stage into `config.out`; raises StageFailed, holding the result so far, when one fails."""
     if not config.out:
         raise ConfigError("setting 'out' is required: the run directory (out=RUN_DIR)")
     result = PipelineResult(run_dir=config.out)
-    stages: list[tuple[str, Callable[[Config], bool]]] = [
-        ("preprocess", _preprocess), ("train", _train), ("export", _export), ("evaluate", _evaluate)]
-    for name, stage in stages:
-        started = time.monotonic()
-        try:
-            ran = stage(config)
-        except UsageError as exc:
-            result.stages[name], result.failed, result.error = "failed", name, str(exc)
-            raise StageFailed(result, exc) from exc
-        except Exception as exc:  # a scheduler needs the summary line, whatever broke
-            log.exception("pipeline: stage %s failed", name)
-            result.stages[name], result.failed, result.error = "failed", name, f"{type(exc).__name__}: {exc}"
-            raise StageFailed(result, exc) from exc
-        result.stages[name] = "done" if ran else "skipped"
-        result.seconds[name] = round(time.monotonic() - started, 2)
-    result.scores = _scores(RunDir(config.out))
-    if config.tracking:
-        from w2vdist.tracking import log_run
+    with contextlib.ExitStack() as stack:
+        _attempt(result, "start", lambda: stack.enter_context(RunDir(config.out, create=True).locked("pipeline")))
+        for name, stage in zip(STAGES, (_preprocess, _train, _export, _evaluate)):
+            started = time.monotonic()
+            ran = _attempt(result, name, lambda: stage(config))
+            result.stages[name] = "done" if ran else "skipped"
+            result.seconds[name] = round(time.monotonic() - started, 2)
+        result.scores = _scores(RunDir(config.out))
+        if config.tracking:
+            from w2vdist.tracking import log_run
 
-        log.info("tracking: logged to MLflow run %s", log_run(config, RunDir(config.out)))
+            run_id = _attempt(result, "tracking", lambda: log_run(config, RunDir(config.out)))
+            log.info("tracking: logged to MLflow run %s", run_id)
     return result
+
+
+def _attempt(result: PipelineResult, name: str, work: Callable[[], Any]) -> Any:
+    """`work()`, or StageFailed with `result` recording that `name` failed and why, in one line."""
+    try:
+        return work()
+    except UsageError as exc:
+        error: str = str(exc)
+        cause: BaseException = exc
+    except KeyboardInterrupt as exc:
+        error, cause = "interrupted", exc
+    except Exception as exc:  # a scheduler needs the summary line, whatever broke; the trace goes to the log
+        log.exception("pipeline: %s failed", name)
+        error, cause = one_line(exc), exc
+    if name in STAGES:
+        result.stages[name] = "failed"
+    result.failed, result.error = name, error
+    raise StageFailed(result, cause) from cause
 
 
 class StageFailed(Exception):
@@ -77,6 +94,13 @@ class StageFailed(Exception):
         super().__init__(result.summary())
         self.result = result
         self.cause = cause
+
+    @property
+    def exit_code(self) -> int:
+        """2 for bad settings or input, 130 when interrupted, 1 for any other failure."""
+        if isinstance(self.cause, KeyboardInterrupt):
+            return 130
+        return self.cause.exit_code if isinstance(self.cause, UsageError) else 1
 
 
 def _preprocess(config: Config) -> bool:

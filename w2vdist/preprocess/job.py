@@ -56,6 +56,12 @@ def run_preprocess(config: Config, spark: "SparkSession | None" = None, submitte
     files = discover_inputs(config.input, config)
     base = _base_run_record(config)
     run = RunDir(config.out, create=True)
+    with run.locked("preprocess"):
+        return _run_locked(run, files, base, config, spark, submitted)
+
+
+def _run_locked(run: RunDir, files: list[InputFile], base: dict[str, Any] | None, config: Config,
+                spark: "SparkSession | None", submitted: bool) -> dict[str, Any]:
     inputs = [f.as_record() for f in files]
     stamp = fingerprint({"settings": config.subset(SETTINGS), "inputs": inputs, "base_run": base})
     if not config.force and run.is_complete(STAGE, stamp):

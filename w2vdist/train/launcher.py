@@ -16,6 +16,7 @@ from typing import Any, Callable, TypeVar
 
 from w2vdist.config import Config
 from w2vdist.errors import ConfigError, TrainingDiverged
+from w2vdist.rundir import RunDir
 from w2vdist.train import checkpoints as ckpt
 from w2vdist.train import stage
 from w2vdist.train.plan import build_plan
@@ -30,6 +31,13 @@ GPU_WORKER_CPUS = 4  # CPUs a GPU worker asks for: the read-ahead thread and the
 
 def run_train(config: Config) -> dict[str, Any] | None:
     """Train; return the stage's manifest record, or None when the run stopped early (max_words)."""
+    if not config.out:
+        raise ConfigError("setting 'out' is required: the run directory to train on (w2vdist train RUN_DIR)")
+    with RunDir(config.out).locked("train"):
+        return _run_train(config)
+
+
+def _run_train(config: Config) -> dict[str, Any] | None:
     plan = build_plan(config)
     done = stage.completed_record(plan, config.force or config.resume)
     if done is not None:
