@@ -1,11 +1,17 @@
 import dataclasses
+import subprocess
+import sys
+import time
 
 import pytest
 import yaml
 
+from tests.conftest import REPO
 from w2vdist.cli import main
 from w2vdist.config import DEFAULT_CONFIG_PATH, Config, load_config, phrase_thresholds
 from w2vdist.errors import ConfigError
+
+SAMPLE = REPO / "w2vdist" / "data" / "sample_corpus.txt.gz"
 
 
 def test_default_yaml_documents_every_setting_with_its_default():
@@ -36,12 +42,26 @@ def test_overrides_are_typed_and_win_over_files(tmp_path):
     ("use_gpu=maybe", ["'use_gpu'", "true, false, auto"]),
     ("phrase_threshold=[1, 2, 3]", ["'phrase_threshold'", "one per pass"]),
     ("alpha=0", ["'alpha'", "> 0"]),
+    ("alpha=nan", ["'alpha'", "finite number > 0", "nan"]),
+    ("checkpoint_interval_s=.inf", ["'checkpoint_interval_s'", "finite number", "inf"]),
+    ("phrase_threshold=[100, -.inf]", ["'phrase_threshold'", "a list of finite numbers"]),
+    ("token_pattern=(", ["'token_pattern'", "not a valid regular expression", "'('"]),
+    ("token_pattern=[a-z]*", ["'token_pattern'", "matches the empty string"]),
 ])
 def test_bad_settings_name_the_key_and_what_is_allowed(override, words):
     with pytest.raises(ConfigError) as info:
         load_config([], [override])
     for word in words:
         assert word in str(info.value)
+
+
+def test_a_nan_setting_stops_the_command_at_once_naming_it(tmp_path):
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-m", "w2vdist.cli", "preprocess", str(SAMPLE), "--out",
+                           str(tmp_path / "run"), "sample=nan"], capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert done.returncode == 2 and time.monotonic() - started < 20
+    assert "setting 'sample' must be a finite number >= 0, got 'nan'" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and not (tmp_path / "run").exists()
 
 
 def test_npmi_needs_a_threshold_inside_its_range():

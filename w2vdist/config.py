@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import os
 import re
 import types
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import regex
 import yaml
 
 from w2vdist.errors import ConfigError
@@ -163,10 +165,10 @@ def _type_words(hint: Any) -> str:
     if origin in (typing.Union, types.UnionType):
         return " or ".join("null" if a is type(None) else _type_words(a) for a in args)
     if origin is list:
-        return f"a list of {_type_words(args[0])}s"
+        return f"a list of {_type_words(args[0]).removeprefix('an ').removeprefix('a ')}s"
     if origin is dict:
         return "a mapping of names to values"
-    return {int: "an integer", float: "a number", bool: "true or false", str: "a string"}[hint]
+    return {int: "an integer", float: "a finite number", bool: "true or false", str: "a string"}[hint]
 
 
 def _coerce(value: Any, hint: Any) -> Any:
@@ -202,13 +204,12 @@ def _coerce(value: Any, hint: Any) -> Any:
             raise ValueError
         return value
     if hint is float:
-        if isinstance(value, bool):
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
             raise ValueError
-        if isinstance(value, (int, float)):
-            return float(value)
-        if isinstance(value, str):  # PyYAML reads `1e-3` (no dot) as a string
-            return float(value)
-        raise ValueError
+        number = float(value)  # PyYAML reads `1e-3` (no dot) as a string
+        if not math.isfinite(number):  # nan passes every range check and inf none that matter
+            raise ValueError
+        return number
     if hint is str:
         if isinstance(value, str):
             return value
@@ -325,7 +326,7 @@ def build_config(raw: dict[str, tuple[Any, str]]) -> Config:
     config = Config(**typed)
     problems.extend(_cross_checks(config))
     if problems:
-        raise ConfigError("invalid settings:\n  " + "\n  ".join(problems))
+        raise ConfigError("invalid settings: " + "; ".join(problems))
     return config
 
 
@@ -346,7 +347,21 @@ def _cross_checks(config: Config) -> list[str]:
                         f"{', '.join(EXPORT_FORMATS)}")
     if not config.phrase_connector or any(c.isspace() for c in config.phrase_connector):
         problems.append("setting 'phrase_connector' must be a non-empty string without white space")
+    problems.extend(_pattern_problems(config.token_pattern))
     return problems
+
+
+def _pattern_problems(pattern: str) -> list[str]:
+    """The tokenizer's pattern, compiled now rather than failing inside Spark (Python's `regex` reads the same
+    syntax as Java's for what a token pattern needs)."""
+    try:
+        compiled = regex.compile(pattern)
+    except regex.error as exc:
+        return [f"setting 'token_pattern' is not a valid regular expression ({exc}): got {pattern!r}"]
+    if compiled.fullmatch(""):
+        return [f"setting 'token_pattern' matches the empty string, so every position would be a token: "
+                f"got {pattern!r}"]
+    return []
 
 
 def phrase_thresholds(config: Config) -> list[float]:
