@@ -34,3 +34,50 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.fail(f"the shared test data is missing: expected {SHARED_DATA} beside the checkout")
     return SHARED_DATA
+
+
+class ListenerWatch:
+    """The TCP sockets that a process and its descendants listen on, sampled every 0.2 s from a thread until
+    stopped: (address, port, process name, pid)."""
+
+    def __init__(self, pid: int):
+        import threading
+
+        self.pid = pid
+        self.seen: set[tuple[str, int, str, int]] = set()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        import psutil
+
+        root = psutil.Process(self.pid)
+        while not self._stop.wait(0.2):
+            try:
+                processes = [root, *root.children(recursive=True)]
+            except psutil.Error:
+                continue
+            for process in processes:
+                try:
+                    name = process.name()
+                    for conn in process.net_connections("tcp"):
+                        if conn.status == psutil.CONN_LISTEN:
+                            self.seen.add((conn.laddr.ip, conn.laddr.port, name, process.pid))
+                except psutil.Error:
+                    continue
+
+    def stop(self) -> set[tuple[str, int, str, int]]:
+        self._stop.set()
+        self._thread.join()
+        return self.seen
+
+
+def is_loopback(address: str) -> bool:
+    """127.0.0.0/8 or ::1, also as an IPv4-mapped IPv6 address (::ffff:127.0.0.1)."""
+    import ipaddress
+
+    ip = ipaddress.ip_address(address.split("%")[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_loopback

@@ -8,7 +8,7 @@ import sys
 import pytest
 from gensim.models import KeyedVectors
 
-from tests.conftest import REPO, spark_test_conf
+from tests.conftest import REPO, ListenerWatch, is_loopback, spark_test_conf
 
 ANALOGIES = """: capitals
 paris france rome italy
@@ -18,10 +18,13 @@ king queen man woman
 """
 
 
-def pipeline(config, *overrides):
-    done = subprocess.run([sys.executable, "-m", "w2vdist.cli", "pipeline", str(config), *overrides],
-                          capture_output=True, text=True, timeout=600, cwd=REPO)
-    return done.returncode, done.stdout.strip().splitlines(), done.stderr
+def pipeline(config, *overrides, watch_listeners=False):
+    process = subprocess.Popen([sys.executable, "-m", "w2vdist.cli", "pipeline", str(config), *overrides],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
+    watch = ListenerWatch(process.pid) if watch_listeners else None
+    out, err = process.communicate(timeout=600)
+    result = process.returncode, out.strip().splitlines(), err
+    return (*result, watch.stop()) if watch else result
 
 
 @pytest.fixture(scope="module")
@@ -34,11 +37,12 @@ def setup(tmp_path_factory):
         "spark_master": "local[2]", "spark_conf": spark_test_conf(), "dim": 16, "epochs": 1, "phrase_passes": 1,
         "export_formats": ["word2vec", "word2vec-binary"], "eval_analogies": str(root / "analogies.txt"),
         "num_workers": 1, "use_gpu": False, "tracking": True}))
-    return root, config, pipeline(config)
+    *result, listeners = pipeline(config, watch_listeners=True)
+    return root, config, tuple(result), listeners
 
 
 def test_pipeline_runs_every_stage_then_skips_what_is_up_to_date(setup):
-    root, config, (code, out, err) = setup
+    root, config, (code, out, err), _ = setup
     assert code == 0, err
     assert len(out) == 1 and out[0].startswith("w2vdist pipeline OK")
     for stage in ("preprocess done", "train done", "export done", "evaluate done"):
@@ -77,8 +81,17 @@ def assert_tracked(run_dir, epochs):
     assert {"export/vectors.bin", "export/vectors.txt", "eval/evaluation.json"} <= artifacts
 
 
+def test_a_local_run_listens_on_loopback_only(setup):
+    *_, (code, _, err), listeners = setup
+    assert code == 0, err
+    names = {name for _, _, name, _ in listeners}
+    assert {"gcs_server", "raylet", "java"} <= names, names  # Ray's and Spark's servers were seen
+    beyond = sorted((ip, port, name) for ip, port, name, _ in listeners if not is_loopback(ip))
+    assert not beyond, f"listening beyond 127.0.0.0/8: {beyond}"
+
+
 def test_a_failing_stage_is_reported_and_earlier_stages_stay_complete(setup):
-    root, config, (code, _, err) = setup
+    root, config, (code, _, err), _ = setup
     assert code == 0, err
     code, out, err = pipeline(config, "eval_analogies=" + str(root / "missing.txt"))
     assert code == 2

@@ -13,12 +13,13 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+from tests.conftest import ListenerWatch, is_loopback
 from tests.train_fixtures import TOPICS, assert_topics_learned, build_run_dir, read_vectors, two_topic_sentences
 from w2vdist.config import load_config
 from w2vdist.errors import TrainingDiverged
 from w2vdist.rundir import RunDir
 from w2vdist.train import checkpoints as ckpt
-from w2vdist.train.launcher import run_train
+from w2vdist.train.launcher import run_train, start_local_ray
 from w2vdist.train.local import main as local_main
 
 SMALL = ["dim=16", "epochs=3", "alpha=0.05", "sync_every=2000"]
@@ -27,8 +28,7 @@ SMALL = ["dim=16", "epochs=3", "alpha=0.05", "sync_every=2000"]
 @pytest.fixture(scope="module")
 def ray_session():
     ray = pytest.importorskip("ray")
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False)
+    start_local_ray(num_cpus=2, log_to_driver=False)
     yield ray
     ray.shutdown()
 
@@ -54,7 +54,12 @@ def test_two_replicas_learn_the_neighbours_one_replica_learns(ray_session, tmp_p
     one = build_run_dir(tmp_path / "one", sentences, pair_draws=3)
     assert local_main([str(one), *SMALL, f"pair_source={pair_source}"]) == 0
     two = build_run_dir(tmp_path / "two", sentences, pair_draws=3)
+    watch = ListenerWatch(os.getpid())
     record = train(two, "num_workers=2", f"pair_source={pair_source}")
+    listeners = watch.stop()
+    # Ray's servers, the workers, gloo's pairs and rank 0's rendezvous store all listen on loopback only
+    assert {"gcs_server", "raylet"} <= {name for _, _, name, _ in listeners}
+    assert not [entry for entry in listeners if not is_loopback(entry[0])], listeners
     assert record["stats"]["workers"] == 2 and record["completed"]
     workers = [json.loads(p.read_text()) for p in (two / "train" / "workers").glob("rank-*.json")]
     assert {w["rank"] for w in workers} == {0, 1}

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
@@ -48,7 +49,7 @@ def _run_train(config: Config) -> dict[str, Any] | None:
 
     import ray
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
-    from ray.train.torch import TorchConfig, TorchTrainer
+    from ray.train.torch import TorchTrainer
 
     started_here = _connect(config.ray_address)
     try:
@@ -60,7 +61,7 @@ def _run_train(config: Config) -> dict[str, Any] | None:
         trainer = TorchTrainer(
             _worker,
             train_loop_config={"plan": plan, "threads": cpus_per_worker},
-            torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
+            torch_config=_torch_config("nccl" if use_gpu else "gloo", loopback=_all_on_loopback(ray.nodes())),
             scaling_config=ScalingConfig(num_workers=config.num_workers, use_gpu=use_gpu,
                                          resources_per_worker={"CPU": cpus_per_worker, **({"GPU": 1} if use_gpu
                                                                                           else {})}),
@@ -101,12 +102,105 @@ def _connect(address: str | None) -> bool:
     if address:
         ray.init(address=address, log_to_driver=True)
     else:
-        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
         # Ray's own processes log errors only: without the dashboard (not installed with ray[train]) Ray Train's
         # placement-group cleaner warns every second that the state API is unavailable. Workers log at INFO.
-        ray.init(include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=True,
-                 logging_config=ray.LoggingConfig(log_level="ERROR"))
+        start_local_ray(log_to_driver=True, logging_config=ray.LoggingConfig(log_level="ERROR"))
     return True
+
+
+def start_local_ray(**options: Any) -> None:
+    """Start a Ray on this machine with every listener on 127.0.0.1: GCS, raylet, workers, the driver, the
+    dashboard agent, the runtime-env agent, the metrics endpoints, and gloo's and NCCL's sockets between workers.
+    One listener is out of reach: with several workers, rank 0's torch.distributed rendezvous store (TCPStore),
+    which torch binds to every interface and Ray Train creates before any w2vdist code runs (see README).
+
+    Ray binds all of them to loopback when the node's address is exactly 127.0.0.1, but on Linux `ray.init`
+    replaces 127.0.0.1 by the machine's outward address unless its single-machine switch
+    (RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0, the default on macOS and Windows) is set, and then everything listens on
+    all interfaces. The switch is read when Ray is imported: the environment carries it to Ray's processes, and
+    the constant is set for this process, which may have imported Ray already.
+    """
+    import ray
+    from ray._private import ray_constants
+
+    env = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": os.environ.get(
+        "RAY_USAGE_STATS_ENABLED", "0")}
+    if sys.platform.startswith("linux"):  # gloo and NCCL listen on the host name's address unless given one
+        for name in ("GLOO_SOCKET_IFNAME", "NCCL_SOCKET_IFNAME"):
+            env[name] = os.environ.get(name, "lo")
+    saved_env = {name: os.environ.get(name) for name in env}
+    saved_switch = getattr(ray_constants, "ENABLE_RAY_CLUSTER", None)
+    os.environ.update(env)
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        ray.init(include_dashboard=False, _node_ip_address="127.0.0.1", **options)
+    finally:  # Ray's processes have their environment now; leave this process's as it was
+        ray_constants.ENABLE_RAY_CLUSTER = saved_switch
+        for name, value in saved_env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+    node_address = ray.util.get_node_ip_address()
+    if node_address != "127.0.0.1":
+        log.warning("the local Ray took the address %s instead of 127.0.0.1: its services listen on every "
+                    "interface of this machine (see README, Training)", node_address)
+
+
+def _all_on_loopback(nodes: list[dict[str, Any]]) -> bool:
+    """Every live node of the Ray cluster is this machine on 127.0.0.1 (a Ray that start_local_ray started)."""
+    return all(node["NodeManagerAddress"] == "127.0.0.1" for node in nodes if node.get("Alive", True))
+
+
+def _torch_config(backend: str, loopback: bool):
+    """Ray Train's torch setup; on a local Ray, with rank 0's rendezvous store listening on 127.0.0.1 only."""
+    from ray.train.torch import TorchConfig
+
+    if not loopback:  # workers on other machines connect to rank 0's store
+        return TorchConfig(backend=backend)
+    from ray.train.torch.config import _TorchBackend
+
+    class LoopbackTorchBackend(_TorchBackend):
+        def on_start(self, worker_group, backend_config):
+            worker_group.execute(bind_rendezvous_to_loopback)
+            super().on_start(worker_group, backend_config)
+
+    class LoopbackTorchConfig(TorchConfig):
+        @property
+        def backend_cls(self):
+            return LoopbackTorchBackend
+
+    return LoopbackTorchConfig(backend=backend)
+
+
+def bind_rendezvous_to_loopback() -> None:
+    """In a worker: rank 0's torch.distributed rendezvous store listens on 127.0.0.1 instead of every interface.
+
+    torch's TCPStore binds its server to `::` and has no setting for the address, only for a socket to serve on
+    (`master_listen_fd`); Ray Train asks torch for the store with `env://` before any w2vdist code runs in the
+    worker. So the function that makes the store for `env://` is wrapped to hand rank 0's store a socket bound to
+    127.0.0.1 on the port Ray chose.
+    """
+    import importlib
+    import socket
+
+    from torch.distributed import TCPStore
+
+    # by module name: `torch.distributed.rendezvous` is also the name of a function in torch.distributed
+    rendezvous = importlib.import_module("torch.distributed.rendezvous")
+    create = rendezvous._create_c10d_store
+    if getattr(create, "loopback", False):
+        return
+
+    def create_on_loopback(hostname, port, rank, world_size, timeout, use_libuv=True):
+        if rank != 0 or hostname != "127.0.0.1":
+            return create(hostname, port, rank, world_size, timeout, use_libuv)
+        listener = socket.create_server(("127.0.0.1", port), backlog=1024)
+        return TCPStore(hostname, port, world_size, True, timeout, multi_tenant=True,
+                        master_listen_fd=listener.detach(), use_libuv=use_libuv)
+
+    create_on_loopback.loopback = True
+    rendezvous._create_c10d_store = create_on_loopback
 
 
 def _resources(config: Config, cluster: dict[str, float]) -> tuple[bool, int]:
