@@ -172,3 +172,23 @@ def test_unknown_query_words_exit_with_one_message(vector_file, capsys):
     err = capsys.readouterr().err
     assert err.startswith("w2vdist similar: error: unknown words 'Zqxj', 'Paris' (did you mean 'paris'?)")
     assert str(vector_file) in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("fmt, name", [("word2vec", "v.txt"), ("word2vec-binary", "v.bin"), ("parquet", "v.parquet"),
+                                       ("npy", "v.npy")])
+def test_vectors_with_nan_or_inf_are_refused_or_dropped_on_request(tmp_path, capsys, fmt, name):
+    matrix = MATRIX.copy()
+    matrix[1, 0], matrix[3, 2] = np.nan, -np.inf
+    path = tmp_path / name
+    Vectors(WORDS, matrix).save(path, fmt)
+    assert main(["similar", str(path), WORDS[0]]) == 2
+    err = capsys.readouterr().err
+    assert f"2 of the {len(WORDS)} vectors hold NaN or infinite numbers" in err and str(path) in err
+    assert f"'{WORDS[1]}' (row 2)" in err and f"'{WORDS[3]}' (row 4)" in err and "--nonfinite drop" in err
+    assert main(["similar", str(path), WORDS[0], "--nonfinite", "drop"]) == 0
+    printed = capsys.readouterr()
+    neighbours = [line.split()[0] for line in printed.out.splitlines()[1:]]
+    assert neighbours == [WORDS[2]]  # the two finite words left, and the query itself is never returned
+    assert "nan" not in printed.out
+    kept = Vectors.load(path, nonfinite="drop")
+    assert kept.words == [WORDS[0], WORDS[2]] and np.isfinite(kept.matrix).all()

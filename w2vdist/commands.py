@@ -28,11 +28,14 @@ def _positive_int(text: str) -> int:
 
 
 def _vectors_args(parser: argparse.ArgumentParser, name: str = "VECTORS") -> None:
-    from w2vdist.formats import READ_FORMATS
+    from w2vdist.formats import NONFINITE, READ_FORMATS
 
     parser.add_argument("vectors", metavar=name, help=VECTORS_HELP)
     parser.add_argument("--input-format", choices=READ_FORMATS, help="read VECTORS in this format instead of "
                                                                      "detecting it")
+    parser.add_argument("--nonfinite", choices=NONFINITE, default="error",
+                        help="vectors holding NaN or infinity: error (default) stops, drop leaves them out with a "
+                             "warning that counts them")
 
 
 def _restrict_arg(parser: argparse.ArgumentParser, default: int | None, what: str) -> None:
@@ -43,7 +46,7 @@ def _restrict_arg(parser: argparse.ArgumentParser, default: int | None, what: st
 def _load(args: argparse.Namespace):
     from w2vdist.vectors import Vectors
 
-    return Vectors.load(args.vectors, args.input_format)
+    return Vectors.load(args.vectors, args.input_format, args.nonfinite)
 
 
 # --- export ----------------------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from __future__ import annotations
 import codecs
 import contextlib
 import gzip
+import logging
 import os
 import uuid
 from dataclasses import dataclass
@@ -29,7 +30,10 @@ import numpy as np
 from w2vdist.errors import VectorFileError
 
 READ_FORMATS = ("word2vec", "word2vec-binary", "glove", "parquet", "npy")
+NONFINITE = ("error", "drop")  # what loading does with vectors holding NaN or infinity
 WRITE_FORMATS = ("word2vec", "word2vec-binary", "parquet", "npy")
+
+log = logging.getLogger(__name__)
 
 _GZIP_MAGIC = b"\x1f\x8b"
 _SNIFF_BYTES = 1 << 16
@@ -65,19 +69,46 @@ def detect_format(path: Path) -> str:
     return "word2vec" if _looks_like_text(rest) else "word2vec-binary"
 
 
-def read_vectors(path: Path, format: str | None = None) -> VectorTable:
+def read_vectors(path: Path, format: str | None = None, nonfinite: str = "error") -> VectorTable:
+    """The vectors of `path`. Rows holding NaN or infinity are refused (`nonfinite="error"`), or left out with a
+    warning that counts them (`"drop"`): they would rank first in every query, with similarity nan."""
     if not path.exists():
         raise VectorFileError(f"vector file '{path}' does not exist")
     if format is not None and format not in READ_FORMATS:
         raise VectorFileError(f"unknown vector format '{format}': expected one of {', '.join(READ_FORMATS)}")
+    if nonfinite not in NONFINITE:
+        raise ValueError(f"nonfinite must be one of {', '.join(NONFINITE)}, got {nonfinite!r}")
     format = format or detect_format(path)
     if format == "parquet":
-        return _read_parquet(path)
-    if format == "npy":
-        return _read_npy(path)
-    if format == "word2vec-binary":
-        return _read_word2vec_binary(path)
-    return _read_text(path, header=format == "word2vec")
+        table = _read_parquet(path)
+    elif format == "npy":
+        table = _read_npy(path)
+    elif format == "word2vec-binary":
+        table = _read_word2vec_binary(path)
+    else:
+        table = _read_text(path, header=format == "word2vec")
+    return _finite_rows(table, path, nonfinite)
+
+
+def _finite_rows(table: VectorTable, path: Path, nonfinite: str) -> VectorTable:
+    bad = np.flatnonzero(~np.isfinite(table.matrix).all(axis=1))
+    if not bad.size:
+        return table
+    shown = ", ".join(f"'{_shorten(table.words[i])}' (row {i + 1})" for i in bad[:5]) + (", ..." if bad.size > 5
+                                                                                       else "")
+    what = f"{bad.size:,} of the {len(table.words):,} vectors hold NaN or infinite numbers: {shown}"
+    if nonfinite == "error" or bad.size == len(table.words):
+        hint = "--nonfinite drop leaves them out" if bad.size < len(table.words) else "no vector is usable"
+        raise VectorFileError(f"'{path}': {what}; {hint}")
+    log.warning("'%s': %s; left out (--nonfinite drop)", path, what)
+    keep = np.ones(len(table.words), dtype=bool)
+    keep[bad] = False
+    return VectorTable([w for w, k in zip(table.words, keep) if k], table.matrix[keep],
+                       None if table.counts is None else table.counts[keep])
+
+
+def _shorten(word: str, limit: int = 40) -> str:
+    return word if len(word) <= limit else f"{word[:limit]}... ({len(word):,} characters)"
 
 
 def _open(path: Path):

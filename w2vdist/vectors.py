@@ -59,16 +59,17 @@ class Vectors:
 
     # --- loading and saving ------------------------------------------------------------------------------------
     @classmethod
-    def load(cls, path: str | os.PathLike, format: str | None = None) -> "Vectors":
-        """Any format of `w2vdist.formats` (detected unless given), or a run directory holding `vectors/`."""
+    def load(cls, path: str | os.PathLike, format: str | None = None, nonfinite: str = "error") -> "Vectors":
+        """Any format of `w2vdist.formats` (detected unless given), or a run directory holding `vectors/`.
+        Vectors holding NaN or infinity are an error, or left out with `nonfinite="drop"`."""
         path = Path(path)
         if format is None and path.is_dir() and any((path / name).exists() for name in ("vectors", "manifest.json")):
-            return cls.from_run(path)
-        table = read_vectors(path, format)
+            return cls.from_run(path, nonfinite)
+        table = read_vectors(path, format, nonfinite)
         return cls(table.words, table.matrix, table.counts, source=f"'{path}'")
 
     @classmethod
-    def from_run(cls, run_dir: str | os.PathLike) -> "Vectors":
+    def from_run(cls, run_dir: str | os.PathLike, nonfinite: str = "error") -> "Vectors":
         """The trained vectors of a run directory (`vectors/`, written by the train stage)."""
         run = RunDir(run_dir)
         record = run.stage("train")
@@ -77,7 +78,7 @@ class Vectors:
                               f"stale or partial; run `w2vdist train` again")
         if not (run.path / "vectors").is_dir():
             raise RunDirError(f"run directory '{run.path}' has no vectors/: run `w2vdist train` first")
-        table = read_vectors(run.path / "vectors", "parquet")
+        table = read_vectors(run.path / "vectors", "parquet", nonfinite)
         return cls(table.words, table.matrix, table.counts, source=f"run directory '{run.path}'")
 
     def save(self, path: str | os.PathLike, format: str, normalize: bool = False) -> list[Path]:
