@@ -1,6 +1,7 @@
 """The whole preprocess job on small corpora: exact statistics, idempotent commits, bad input."""
 
 import bz2
+import errno
 import gzip
 import json
 import os
@@ -18,7 +19,7 @@ from tests import reference
 from tests.conftest import REPO, spark_test_conf
 from w2vdist.cli import main
 from w2vdist.config import load_config
-from w2vdist.errors import ConfigError, InputError, RunDirError
+from w2vdist.errors import ConfigError, InputError, OutputError, RunDirError
 from w2vdist.preprocess import job
 from w2vdist.preprocess.job import run_preprocess
 from w2vdist.preprocess.pairs import center_stride
@@ -147,24 +148,36 @@ def test_rerun_with_the_same_inputs_does_nothing_unless_settings_change_or_force
     assert forced["completed"] != changed["completed"]
 
 
+JAVA_DISK_FULL = RuntimeError(
+    "An error occurred while calling o91.parquet.\n: org.apache.spark.SparkException: Job aborted.\n"
+    "Caused by: java.io.IOException: No space left on device\n\tat java.base/java.io.FileOutputStream.writeBytes")
+
+
+def raising(error):
+    def fail(*args, **kwargs):
+        raise error
+    return fail
+
+
 def test_a_failed_run_leaves_nothing_that_looks_complete(spark, corpus, tmp_path, monkeypatch):
     inputs, _ = corpus
     out = tmp_path / "run"
     run_preprocess(settings(inputs, out, "phrase_passes=0", "phrase_threshold=100"), spark=spark)
-
-    def broken(*args, **kwargs):
-        raise RuntimeError("disk full")
-
-    monkeypatch.setattr(job, "make_pairs", broken)
-    with pytest.raises(RuntimeError, match="disk full"):
+    # the disk fills while Spark writes pairs/: Java says so in its trace, which becomes one line naming the run
+    monkeypatch.setattr(job, "make_pairs", raising(JAVA_DISK_FULL))
+    with pytest.raises(OutputError) as info:
         run_preprocess(settings(inputs, out, "phrase_passes=0", "phrase_threshold=100", "force=true"), spark=spark)
+    assert str(info.value) == f"cannot write '{out}': no space left on the device; free some space and run it again"
+    assert info.value.exit_code == 1
     stage = json.loads((out / "manifest.json").read_text())["stages"]["preprocess"]
     assert not stage["completed"]
     assert not (out / "_staging").exists()
+    # the same from Python (pyarrow, the manifest) in a run directory the run created: nothing is left of it
     fresh = tmp_path / "fresh"
-    with pytest.raises(RuntimeError):
+    monkeypatch.setattr(job, "make_pairs", raising(OSError(errno.ENOSPC, "No space left on device")))
+    with pytest.raises(OutputError, match="no space left on the device"):
         run_preprocess(settings(inputs, fresh, "phrase_passes=0", "phrase_threshold=100"), spark=spark)
-    assert not fresh.exists()  # the run created it and wrote nothing that lasts
+    assert not fresh.exists()
 
 
 def test_a_killed_job_is_not_mistaken_for_complete_and_reruns_cleanly_while_a_second_run_is_refused(tmp_path):
@@ -227,6 +240,21 @@ def test_undecodable_bytes_are_replaced_and_counted(spark, tmp_path):
     assert {"bad", "bytes", "caf", "here"} <= words
 
 
+# Damage past the first 64 KiB of text, where a check of the head alone does not reach.
+LONG_TEXT = "".join(f"line {i} of a corpus that goes on for a while\n" for i in range(20000)).encode()
+CUT_GZIP = gzip.compress(LONG_TEXT)[:len(gzip.compress(LONG_TEXT)) // 2]
+CUT_BZIP2 = bz2.compress(LONG_TEXT)[:len(bz2.compress(LONG_TEXT)) // 2]
+
+
+def parquet_bytes(table):
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink)
+    return sink.getvalue().to_pybytes()
+
+
+PARQUET_WITHOUT_TEXT = parquet_bytes(pa.table({"content": ["a b c"]}))
+
+
 def write(path, data):
     if isinstance(data, bytes):
         path.write_bytes(data)
@@ -243,8 +271,12 @@ def write(path, data):
     ("empty.gz", gzip.compress(b""), "is empty"),
     ("blank", None, "holds no non-empty files"),
     ("model.bin", bytes(range(256)) * 10, "looks binary"),
-    ("broken.gz", b"not gzip at all", "cannot be read"),
-])
+    ("broken.gz", b"not gzip at all", "is damaged"),
+    ("cut.txt.gz", CUT_GZIP, "is damaged: it cannot be decompressed after"),
+    ("cut.txt.bz2", CUT_BZIP2, "is damaged: it cannot be decompressed"),
+    ("cut.jsonl.gz", CUT_GZIP, "is damaged"),
+    ("nocolumn.parquet", PARQUET_WITHOUT_TEXT, "no column 'text' (setting `text_column`); columns are: content"),
+], ids=lambda value: value if isinstance(value, str) and "." in value else "")
 def test_bad_inputs_get_a_clear_message_and_a_nonzero_exit(tmp_path, capsys, name, data, message):
     path = tmp_path / name if data is False else write(tmp_path / name, data)
     code = main(["preprocess", str(path), "--out", str(tmp_path / "run")])
@@ -272,11 +304,67 @@ def test_a_min_count_that_leaves_no_vocabulary_is_named(spark, tmp_path):
     assert not (tmp_path / "run" / "vocab").exists()
 
 
-def test_parquet_input_without_the_text_column_names_it(spark, tmp_path):
-    pq.write_table(pa.table({"content": ["a b c"]}), tmp_path / "d.parquet")
-    config = load_config([], [], {"input": [str(tmp_path / "d.parquet")], "out": str(tmp_path / "run")})
-    with pytest.raises(InputError, match=r"no column 'text'.*columns are: content"):
+def test_a_long_word_is_cut_in_the_min_count_message(spark, tmp_path):
+    long_word = "x" * 5000
+    (tmp_path / "c.txt").write_text(f"the cat {long_word}\n{long_word} {long_word}\n")
+    config = load_config([], ["min_count=50", "phrase_passes=0"], {"input": [str(tmp_path / "c.txt")],
+                                                                   "out": str(tmp_path / "run")})
+    with pytest.raises(ConfigError) as info:
         run_preprocess(config, spark=spark)
+    assert f"'{'x' * 40}... (5,000 characters)', occurs 3 times" in str(info.value)
+    assert len(str(info.value)) < 300
+
+
+def test_no_tokens_left_after_dropping_numbers_says_so(spark, tmp_path):
+    (tmp_path / "n.txt").write_text("1999 2000\n42\n")
+    config = load_config([], ["numbers=drop", "min_count=1", "phrase_passes=0"],
+                         {"input": [str(tmp_path / "n.txt")], "out": str(tmp_path / "run")})
+    with pytest.raises(InputError, match="after setting 'numbers' = drop removed the numbers"):
+        run_preprocess(config, spark=spark)
+
+
+def test_malformed_json_lines_are_counted_and_warned_about(spark, tmp_path, caplog):
+    lines = [json.dumps({"text": f"words of document {i}"}) if i % 10 else '{"text": "cut off' for i in range(90)]
+    lines += ["[1, 2]", "not json"]
+    (tmp_path / "docs.jsonl").write_text("\n".join(lines) + "\n")
+    config = load_config([], ["min_count=1", "phrase_passes=0"], {"input": [str(tmp_path / "docs.jsonl")],
+                                                                  "out": str(tmp_path / "run")})
+    record = run_preprocess(config, spark=spark)
+    assert record["stats"]["malformed_json_lines"] == 9 + 2
+    assert record["stats"]["documents"] == 81
+    assert "11 JSON lines are not JSON objects and were skipped" in caplog.text
+    clean = tmp_path / "clean.jsonl"
+    clean.write_text("\n".join(json.dumps({"text": "one two"}) for _ in range(5)) + "\n")
+    config = load_config([], ["min_count=1", "phrase_passes=0"], {"input": [str(clean)], "out": str(tmp_path / "c")})
+    assert run_preprocess(config, spark=spark)["stats"]["malformed_json_lines"] == 0
+
+
+def test_an_input_spark_cannot_read_is_one_message_naming_it(spark, tmp_path, monkeypatch):
+    path = write(tmp_path / "cut.txt.gz", CUT_GZIP)
+    monkeypatch.setattr("w2vdist.preprocess.inputs._check", lambda *args: None)  # as if damaged after the check
+    config = load_config([], ["min_count=1", "phrase_passes=0"], {"input": [str(path)], "out": str(tmp_path / "run")})
+    with pytest.raises(InputError) as info:
+        run_preprocess(config, spark=spark)
+    assert str(info.value) == f"input file '{path}' cannot be read: java.io.EOFException: Unexpected end of input stream"
+    assert not (tmp_path / "run").exists()
+
+
+def test_an_output_directory_that_cannot_be_written_is_one_line(tmp_path, monkeypatch, capsys):
+    (tmp_path / "c.txt").write_text("some words here\n")
+    out = tmp_path / "readonly"
+    out.mkdir()
+    real_open = os.open
+
+    def read_only(path, *args, **kwargs):  # the test runs as root, which chmod does not stop
+        if str(path).startswith(str(out)):
+            raise OSError(errno.EROFS, "Read-only file system", str(path))
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", read_only)
+    assert main(["preprocess", str(tmp_path / "c.txt"), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == (f"w2vdist preprocess: error: cannot write '{out / '.lock'}': the file system is "
+                           f"read-only; choose another output path")
 
 
 def test_missing_out_is_an_error():

@@ -132,3 +132,8 @@ def one_line(error: BaseException) -> str:
     text = next((line for line in lines if "Exception" in line or "Error" in line), lines[0] if lines else "")
     text = f"{type(error).__name__}: {text}" if text else type(error).__name__
     return text if len(text) <= ONE_LINE_CHARS else text[:ONE_LINE_CHARS - 3] + "..."
+
+
+def shorten(text: str, limit: int = 40) -> str:
+    """A word or value quoted in a message: long ones (a 1 MiB "word" of an unsplit corpus) cut, with their size."""
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text):,} characters)"

@@ -27,7 +27,7 @@ from typing import Iterator
 
 import numpy as np
 
-from w2vdist.errors import VectorFileError
+from w2vdist.errors import VectorFileError, shorten
 
 READ_FORMATS = ("word2vec", "word2vec-binary", "glove", "parquet", "npy")
 NONFINITE = ("error", "drop")  # what loading does with vectors holding NaN or infinity
@@ -94,7 +94,7 @@ def _finite_rows(table: VectorTable, path: Path, nonfinite: str) -> VectorTable:
     bad = np.flatnonzero(~np.isfinite(table.matrix).all(axis=1))
     if not bad.size:
         return table
-    shown = ", ".join(f"'{_shorten(table.words[i])}' (row {i + 1})" for i in bad[:5]) + (", ..." if bad.size > 5
+    shown = ", ".join(f"'{shorten(table.words[i])}' (row {i + 1})" for i in bad[:5]) + (", ..." if bad.size > 5
                                                                                        else "")
     what = f"{bad.size:,} of the {len(table.words):,} vectors hold NaN or infinite numbers: {shown}"
     if nonfinite == "error" or bad.size == len(table.words):
@@ -105,10 +105,6 @@ def _finite_rows(table: VectorTable, path: Path, nonfinite: str) -> VectorTable:
     keep[bad] = False
     return VectorTable([w for w, k in zip(table.words, keep) if k], table.matrix[keep],
                        None if table.counts is None else table.counts[keep])
-
-
-def _shorten(word: str, limit: int = 40) -> str:
-    return word if len(word) <= limit else f"{word[:limit]}... ({len(word):,} characters)"
 
 
 def _open(path: Path):

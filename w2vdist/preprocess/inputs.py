@@ -1,6 +1,7 @@
 """Finding and checking corpus inputs on the driver, then reading them as a DataFrame of documents.
 
-Local paths are checked before Spark starts any work (missing, empty, binary, a folder with nothing to read), so a
+Local paths are checked before Spark starts any work (missing, empty, binary, a folder with nothing to read, a
+compressed file damaged anywhere: each is read through to its end, a Parquet file without the text column), so a
 bad input is one clear message. Paths with a URI scheme (hdfs://, s3a://) go to Spark unchecked.
 """
 
@@ -10,6 +11,8 @@ import bz2
 import gzip
 import os
 import re
+import zlib
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -18,9 +21,12 @@ from w2vdist.config import Config
 from w2vdist.errors import InputError
 
 if TYPE_CHECKING:
-    from pyspark.sql import DataFrame, SparkSession
+    from pyspark.sql import DataFrame, Observation, SparkSession
 
 SNIFF_BYTES = 64 * 1024
+READ_BLOCK = 1 << 20
+_COMPRESSED = (".gz", ".bz2")
+MALFORMED = "_malformed_line"  # the column Spark puts a JSON line it cannot parse in
 _URI = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
 _PARQUET = (".parquet", ".pq")
 _JSON = (".json", ".jsonl", ".ndjson", ".json.gz", ".jsonl.gz", ".ndjson.gz", ".json.bz2", ".jsonl.bz2")
@@ -64,17 +70,54 @@ def _open_decompressed(path: Path):
     return open(path, "rb")
 
 
-def _check_text_file(path: Path) -> None:
+def _is_compressed(path: Path) -> bool:
+    return path.name.lower().endswith(_COMPRESSED)
+
+
+def _check_file(path: Path, fmt: str) -> None:
+    """A text or JSON file: not empty, not binary (text), and a compressed one whole to its last byte: Spark
+    would otherwise fail on damage deep inside it after minutes of work, with a Java trace."""
+    done = 0
     try:
         with _open_decompressed(path) as handle:
             head = handle.read(SNIFF_BYTES)
-    except (OSError, EOFError, ValueError) as exc:
-        raise InputError(f"input file '{path}' cannot be read as compressed text: {exc}") from None
+            done = len(head)
+            if head and _is_compressed(path):
+                while block := handle.read(READ_BLOCK):
+                    done += len(block)
+    except (OSError, EOFError, ValueError, zlib.error) as exc:
+        where = f" after {done:,} bytes of text" if done else ""
+        raise InputError(f"input file '{path}' is damaged: it cannot be decompressed{where} ({exc})") from None
     if not head:
         raise InputError(f"input file '{path}' is empty (after decompression)")
-    if b"\x00" in head:
+    if fmt == "text" and b"\x00" in head:
         raise InputError(f"input file '{path}' looks binary (it has NUL bytes in its first 64 KiB); "
                          f"w2vdist reads UTF-8 text, Parquet or JSON lines")
+
+
+def _check_parquet(path: Path, text_column: str) -> None:
+    """A Parquet file's text column, from its footer, before Spark starts."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        schema = pq.read_schema(path)
+    except (pa.ArrowException, OSError) as exc:
+        raise InputError(f"input file '{path}' is not readable Parquet: {exc}") from None
+    if text_column not in schema.names:
+        raise InputError(f"input {path}: no column '{text_column}' (setting `text_column`); columns are: "
+                         f"{', '.join(schema.names) or 'none'}")
+    kind = schema.field(text_column).type
+    if not (pa.types.is_string(kind) or pa.types.is_large_string(kind)):
+        raise InputError(f"input {path}: column '{text_column}' (setting `text_column`) holds {kind}, "
+                         f"expected string")
+
+
+def _check(path: Path, fmt: str, config: Config) -> None:
+    if fmt == "parquet":
+        _check_parquet(path, config.text_column)
+    else:
+        _check_file(path, fmt)
 
 
 def discover_inputs(paths: list[str], config: Config) -> list[InputFile]:
@@ -100,35 +143,60 @@ def discover_inputs(paths: list[str], config: Config) -> list[InputFile]:
                 raise InputError(f"input file '{raw}' is empty")
             files = [path]
         for file in files:
-            fmt = _format_of(str(file), config.input_format)
-            if fmt == "text":
-                _check_text_file(file)
-            found.append(InputFile(str(file.resolve()), fmt, file.stat().st_size))
+            found.append(InputFile(str(file.resolve()), _format_of(str(file), config.input_format),
+                                   file.stat().st_size))
+    local = [(Path(f.path), f.format) for f in found if f.size is not None]
+    # Decompression releases the GIL: several compressed files are read through at once.
+    with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
+        checks = [pool.submit(_check, path, fmt, config) for path, fmt in local]
+        try:
+            for check in checks:
+                check.result()  # the first bad file in input order is the one reported
+        except BaseException:
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
     return found
 
 
-def read_documents(spark: "SparkSession", files: list[InputFile], config: Config) -> "DataFrame":
-    """One row per document: `text` (invalid UTF-8 replaced by U+FFFD) and `undecodable` (it had to be)."""
+def read_documents(spark: "SparkSession", files: list[InputFile],
+                   config: Config) -> tuple["DataFrame", "Observation | None"]:
+    """One row per document: `text` (invalid UTF-8 replaced by U+FFFD) and `undecodable` (it had to be).
+
+    JSON lines that are not JSON objects are skipped; the observation, when JSON input has any, counts them as
+    `malformed_json_lines` in the same pass that reads them (its `get` answers once an action has run on the
+    documents).
+    """
+    from pyspark.sql import Observation
     from pyspark.sql import functions as F
 
     frames = []
+    observation = None
     for fmt in ("text", "parquet", "json"):
         paths = [f.path for f in files if f.format == fmt]
         if not paths:
             continue
         if fmt == "text":
             frame = spark.read.text(paths).select(F.col("value").alias("raw"))
-        else:
-            frame = spark.read.parquet(*paths) if fmt == "parquet" else spark.read.json(paths)
+        elif fmt == "parquet":
+            frame = spark.read.parquet(*paths)
             frame = frame.select(_text_column(frame, config.text_column, paths).alias("raw"))
+        else:
+            frame = spark.read.option("mode", "PERMISSIVE").option("columnNameOfCorruptRecord", MALFORMED).json(paths)
+            text = _text_column(frame, config.text_column, paths)
+            if MALFORMED in frame.columns:  # schema inference saw lines that are not JSON objects
+                observation = Observation("json input")
+                frame = frame.observe(observation, F.count_if(F.col(MALFORMED).isNotNull())
+                                      .alias("malformed_json_lines"))
+            frame = frame.select(text.alias("raw"))
         frames.append(frame)
     docs = frames[0]
     for frame in frames[1:]:
         docs = docs.unionByName(frame)
-    return docs.select(
+    docs = docs.select(
         F.make_valid_utf8("raw").alias("text"),
         (~F.is_valid_utf8("raw")).alias("undecodable"),
     ).where(F.col("text").isNotNull())
+    return docs, observation
 
 
 def _text_column(frame: "DataFrame", name: str, paths: list[str]):
@@ -138,8 +206,9 @@ def _text_column(frame: "DataFrame", name: str, paths: list[str]):
     fields = {f.name: f for f in frame.schema.fields}
     shown = ", ".join(paths[:3]) + (" ..." if len(paths) > 3 else "")
     if name not in fields:
-        raise InputError(f"input {shown}: no column '{name}' (setting `text_column`); columns are: "
-                         f"{', '.join(fields) or 'none'}")
+        columns = ", ".join(f for f in fields if f != MALFORMED) or "none"
+        also = "; some lines are not JSON objects" if MALFORMED in fields else ""
+        raise InputError(f"input {shown}: no column '{name}' (setting `text_column`); columns are: {columns}{also}")
     if not isinstance(fields[name].dataType, StringType):
         raise InputError(f"input {shown}: column '{name}' (setting `text_column`) holds "
                          f"{fields[name].dataType.simpleString()}, expected string")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,7 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from w2vdist.config import Config, phrase_thresholds
-from w2vdist.errors import ConfigError, InputError
+from w2vdist.errors import ConfigError, InputError, UsageError, write_failure
 from w2vdist.preprocess import phrases as phrase_steps
 from w2vdist.preprocess.chunks import tokenize_documents
 from w2vdist.preprocess.inputs import InputFile, discover_inputs, read_documents
@@ -80,13 +81,41 @@ def _run_locked(run: RunDir, files: list[InputFile], base: dict[str, Any] | None
         record = {"fingerprint": stamp, "config": config.subset(SETTINGS), "inputs": inputs, "base_run": base,
                   "stats": stats, "seconds": seconds}
         record = run.commit(STAGE, staging, OUTPUTS, record)
-    except BaseException:
+    except BaseException as exc:
         run.abandon(staging)
+        failure = _user_error(exc, run) if isinstance(exc, Exception) else None
+        if failure is not None:
+            raise failure from None
         raise
     log.info("preprocess: done in %.1f s: %s raw tokens, %s words in the vocabulary, %s pairs in %s draws, "
              "%s files -> %s", seconds["total"], f"{stats['raw_tokens']:,}", f"{stats['vocab_size']:,}",
              f"{stats['pairs']:,}", stats["pair_draws"], stats["pair_files"], run.path)
     return record
+
+
+_FAILED_READ = re.compile(r"Encountered error while reading file (\S+?)\.?\s")
+_CAUSE = re.compile(r"Caused by: ([^\n]+)")
+
+
+def _user_error(error: Exception, run: RunDir) -> UsageError | None:
+    """Spark's and pyarrow's failures that are the input's or the disk's, as one line naming the file: an input
+    Spark could not read (a remote one, or one changed since it was checked), or an output that is full or
+    read-only."""
+    if isinstance(error, UsageError):
+        return None
+    text = str(error)
+    failed_read = _FAILED_READ.search(text)
+    if failed_read:
+        causes = _CAUSE.findall(text)
+        reason = causes[-1].strip() if causes else "unreadable"
+        return InputError(f"input file '{failed_read.group(1).removeprefix('file://')}' cannot be read: {reason}")
+    return write_failure(error, run.path)
+
+
+def _no_tokens_reason(config: Config) -> str:
+    if config.numbers == "drop":
+        return "none matching setting 'token_pattern' is left after setting 'numbers' = drop removed the numbers"
+    return "nothing matches setting 'token_pattern'"
 
 
 def _base_run_record(config: Config) -> dict[str, Any] | None:
@@ -147,18 +176,22 @@ def _preprocess(spark: "SparkSession", files: list[InputFile], config: Config, s
     partitions = max(2 * parallelism, math.ceil(input_bytes / CHUNK_BYTES))
 
     def tokenize():
-        docs = read_documents(spark, files, config)
+        docs, json_observation = read_documents(spark, files, config)
         chunks = tokenize_documents(docs, tokenizer, config.max_doc_tokens, partitions)
-        return _materialise(chunks, staging / "tokens")
+        return _materialise(chunks, staging / "tokens"), json_observation
 
-    chunks = steps.run("tokenize", tokenize)
+    chunks, json_observation = steps.run("tokenize", tokenize)
     line_stats = chunks.agg(
         F.count_if("first_chunk").alias("documents"), F.count(F.lit(1)).alias("chunks"),
         F.count_if("undecodable").alias("undecodable_lines"),
         F.coalesce(F.sum(F.size("tokens")), F.lit(0)).alias("raw_tokens")).first().asDict()
+    line_stats["malformed_json_lines"] = json_observation.get["malformed_json_lines"] if json_observation else 0
+    if line_stats["malformed_json_lines"]:
+        log.warning("tokenize: %d JSON lines are not JSON objects and were skipped (inputs: %s)",
+                    line_stats["malformed_json_lines"], ", ".join(f.path for f in files if f.format == "json"))
     if line_stats["raw_tokens"] == 0:
-        raise InputError(f"the input ({', '.join(f.path for f in files[:3])}) holds no tokens matching "
-                         f"setting 'token_pattern'")
+        raise InputError(f"the input ({', '.join(f.path for f in files[:3])}) holds no tokens: "
+                         + _no_tokens_reason(config))
 
     # Phrase passes are kept as lists of "a b" keys and re-applied to the token chunks inside each Arrow step,
     # which costs less than writing every pass's rewritten corpus.

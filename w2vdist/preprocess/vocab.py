@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from w2vdist.errors import ConfigError
+from w2vdist.errors import ConfigError, shorten
 from w2vdist.preprocess.phrases import count_grams
 
 if TYPE_CHECKING:
@@ -28,7 +28,7 @@ def build_vocab(word_counts: "DataFrame", min_count: int, max_vocab_size: int | 
     kept = word_counts.where(F.col("count") >= min_count).select("word", "count").toArrow()
     if kept.num_rows == 0:
         top = word_counts.orderBy(F.desc("count")).limit(1).collect()
-        most = f"the most frequent word, '{top[0]['word']}', occurs {top[0]['count']} times" if top else \
+        most = f"the most frequent word, '{shorten(top[0]['word'])}', occurs {top[0]['count']} times" if top else \
             "the corpus has no tokens"
         raise ConfigError(f"setting 'min_count' = {min_count} leaves no word in the vocabulary ({most})")
     return order_vocab(kept["word"], kept["count"], max_vocab_size)
