@@ -29,6 +29,10 @@ class RunDirError(UsageError):
     """A run directory is missing a stage's output, holds an incomplete one, or is not a directory."""
 
 
+class CheckpointError(RunDirError):
+    """A checkpoint folder is incomplete or damaged (a shard's checksum differs from the recorded one)."""
+
+
 class RunDirBusy(RunDirError):
     """Another live w2vdist process holds the run directory's lock."""
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
 import os
 import shutil
 from dataclasses import dataclass, field
@@ -27,6 +28,10 @@ from pathlib import Path
 from typing import Any, Callable, TypeVar
 
 import torch
+
+from w2vdist.errors import CheckpointError
+
+log = logging.getLogger(__name__)
 
 STATE_FILE = "state.json"
 TABLES_FILE = "tables.pt"
@@ -81,13 +86,23 @@ def read_state(directory: Path) -> dict[str, Any]:
 
 
 def load_tables(directory: Path, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    verify(directory)
     tables = torch.load(directory / TABLES_FILE, map_location=device, weights_only=True)
     return tables["input"].contiguous(), tables["output"].contiguous()
 
 
 def input_table(directory: Path) -> torch.Tensor:
     """The word vectors of a checkpoint, memory-mapped."""
+    verify(directory)
     return torch.load(directory / TABLES_FILE, mmap=True, weights_only=True)["input"]
+
+
+def verify(directory: Path) -> None:
+    """Raise CheckpointError, naming the folder and what is wrong, unless `directory` is a whole checkpoint:
+    whatever restores from a checkpoint, Ray's pick included, checks it first."""
+    found = problem(directory)
+    if found is not None:
+        raise CheckpointError(f"checkpoint '{directory}' cannot be used: {found}")
 
 
 def problem(directory: Path) -> str | None:
@@ -111,12 +126,17 @@ def is_complete(directory: Path) -> bool:
 
 
 def latest(root: Path) -> Path | None:
-    """The whole checkpoint folder with the highest number under `root` (searched to any depth), if any."""
+    """The whole checkpoint folder with the highest number under `root` (searched to any depth), if any; newer
+    folders that are not whole are skipped with a warning saying why."""
     if not root.is_dir():
         return None
     for folder in sorted(root.rglob(f"{PREFIX}*"), key=lambda p: p.name, reverse=True):
-        if folder.is_dir() and is_complete(folder):
+        if not folder.is_dir():
+            continue
+        found = problem(folder)
+        if found is None:
             return folder
+        log.warning("checkpoint %s skipped: %s", folder, found)
     return None
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, TypeVar
 
 from w2vdist.config import Config
-from w2vdist.errors import ConfigError, TrainingDiverged
+from w2vdist.errors import CheckpointError, ConfigError, TrainingDiverged, UsageError, write_failure
 from w2vdist.rundir import RunDir
 from w2vdist.train import checkpoints as ckpt
 from w2vdist.train import stage
@@ -44,7 +44,7 @@ def _run_train(config: Config) -> dict[str, Any] | None:
     if done is not None:
         return done
     checkpoint_root = Path(plan.run_dir).resolve() / stage.TRAIN_DIR / stage.RAY_CHECKPOINTS
-    if config.resume:
+    if config.resume:  # before Ray starts, to fail fast; prepare() decides once more which one to restore
         stage.check_resumable(plan, checkpoint_root)
 
     import ray
@@ -54,13 +54,14 @@ def _run_train(config: Config) -> dict[str, Any] | None:
     started_here = _connect(config.ray_address)
     try:
         use_gpu, cpus_per_worker = _resources(config, ray.cluster_resources())
-        stage.prepare(plan, config.resume, checkpoint_root)
+        restore_from = stage.prepare(plan, config.resume, checkpoint_root)
         log.info("training %s: %d replica(s) on %s, %s words in the vocabulary, %s corpus words per epoch, "
                  "%d epochs", plan.run_dir, config.num_workers, "GPUs (NCCL)" if use_gpu else "CPUs (gloo)",
                  f"{plan.vocab_size:,}", f"{plan.raw_tokens:,}", config.epochs)
         trainer = TorchTrainer(
             _worker,
-            train_loop_config={"plan": plan, "threads": cpus_per_worker},
+            train_loop_config={"plan": plan, "threads": cpus_per_worker,
+                               "restore_from": restore_from and str(restore_from)},
             torch_config=_torch_config("nccl" if use_gpu else "gloo", loopback=_all_on_loopback(ray.nodes())),
             scaling_config=ScalingConfig(num_workers=config.num_workers, use_gpu=use_gpu,
                                          resources_per_worker={"CPU": cpus_per_worker, **({"GPU": 1} if use_gpu
@@ -71,15 +72,16 @@ def _run_train(config: Config) -> dict[str, Any] | None:
         )
         try:
             result = trainer.fit()
-        except Exception as exc:  # Ray wraps the worker's error; a divergence is the settings' fault, not a crash
-            if TrainingDiverged.__name__ in str(exc):
-                raise TrainingDiverged(str(exc).split(f"{TrainingDiverged.__name__}: ")[-1].splitlines()[0]) \
-                    from None
+        except Exception as exc:
+            failure = _worker_error(exc, checkpoint_root)
+            if failure is not None:
+                raise failure from None
             raise
     finally:
         if started_here:
             ray.shutdown()
-    folder = Path(result.checkpoint.path)
+    # no checkpoint of this run: it resumed from one that had finished already
+    folder = Path(result.checkpoint.path) if result.checkpoint is not None else restore_from
     if not ckpt.read_state(folder)["finished"]:
         log.info("training stopped after %s words; `w2vdist train %s resume=true` goes on",
                  f"{result.metrics['words']:,.0f}", plan.run_dir)
@@ -90,6 +92,17 @@ def _run_train(config: Config) -> dict[str, Any] | None:
     log.info("trained in %.1f s (%s words/s): %s", record["seconds"]["train"],
              f"{record['stats']['words_per_s']:,.0f}", Path(plan.run_dir) / "vectors")
     return record
+
+
+def _worker_error(error: Exception, storage: Path) -> UsageError | None:
+    """A worker's error that is the user's to fix, as one line: Ray wraps it in its own with the worker's trace.
+    A divergence is the settings' fault, a damaged checkpoint the storage's, a full disk too."""
+    text = str(error)
+    for kind in (TrainingDiverged, CheckpointError):
+        marker = f"{kind.__name__}: "
+        if marker in text:
+            return kind(text.split(marker)[-1].splitlines()[0])
+    return write_failure(error, storage)
 
 
 def _connect(address: str | None) -> bool:
@@ -232,18 +245,26 @@ def _worker(config: dict[str, Any]) -> None:
     context = ray.train.get_context()
     worker = WorkerInfo(rank=context.get_world_rank(), replicas=context.get_world_size(), threads=config["threads"],
                         ray_node=ray.get_runtime_context().get_node_id())
-    train_loop_per_worker(config["plan"], worker, RayCheckpoints(), ray.train.torch.get_device())
+    train_loop_per_worker(config["plan"], worker, RayCheckpoints(config.get("restore_from")),
+                          ray.train.torch.get_device())
 
 
 class RayCheckpoints:
-    """Checkpoints through Ray Train: each worker reports its folder, Ray merges them in the run's storage."""
+    """Checkpoints through Ray Train: each worker reports its folder, Ray merges them in the run's storage.
+
+    A run restores from the last checkpoint it reported itself (Ray Train restarting failed workers), or else
+    from `restore_from`, the checkpoint the driver checked for a resume (Ray's record of older runs is cleared).
+    """
+
+    def __init__(self, restore_from: str | None = None):
+        self.restore_from = restore_from
 
     def restore(self, load: Callable[[Path], T]) -> T | None:
         import ray.train
 
         checkpoint = ray.train.get_checkpoint()
         if checkpoint is None:
-            return None
+            return None if self.restore_from is None else load(Path(self.restore_from))
         with checkpoint.as_directory() as folder:
             return load(Path(folder))
 

@@ -1,9 +1,10 @@
 """The train stage's bookkeeping on the run directory, done by the driver (the launcher, or a run without Ray).
 
 Before training: a fresh start clears the last run's checkpoints and metrics; a resume checks that the latest
-checkpoint was made from this preprocess output with the same result settings. Either way the stage is marked
-incomplete in the manifest while it trains. After training: vectors/ is written from the last checkpoint's
-shards and committed with the stage's record.
+whole checkpoint was made from this preprocess output with the same result settings, and removes every other
+checkpoint and Ray Train's record of them, so that the one it checked is the one the workers restore. Either way
+the stage is marked incomplete in the manifest while it trains. After training: vectors/ is written from the last
+checkpoint (verified again) and committed with the stage's record.
 
     RUN_DIR/train/checkpoints/        Ray Train's checkpoints (checkpoint-<n>/ with tables.pt, state.json)
     RUN_DIR/train/checkpoints-local/  the same, for runs without Ray
@@ -24,7 +25,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from w2vdist.errors import ConfigError, RunDirError
+from w2vdist.errors import CheckpointError, ConfigError, RunDirError, writing
 from w2vdist import rundir
 from w2vdist.rundir import RunDir
 from w2vdist.train import checkpoints as ckpt
@@ -59,25 +60,47 @@ def completed_record(plan: TrainPlan, force: bool) -> dict[str, Any] | None:
     return run.stage(STAGE)
 
 
-def prepare(plan: TrainPlan, resume: bool, checkpoint_root: Path) -> None:
+def prepare(plan: TrainPlan, resume: bool, checkpoint_root: Path) -> Path | None:
+    """Ready the run directory for training; with `resume`, return the checkpoint to restore, the only one left
+    under `checkpoint_root`."""
     run = RunDir(plan.run_dir)
     train_dir = run.path / TRAIN_DIR
     (train_dir / DIVERGED_FILE).unlink(missing_ok=True)  # other settings (or a resume) deserve a new try
+    folder = None
     if resume:
-        check_resumable(plan, checkpoint_root)
+        folder = check_resumable(plan, checkpoint_root)
+        # Ray Train would restore from its own record of checkpoints, which need not name the one checked here
+        _remove_all_but(checkpoint_root, folder)
     else:
         shutil.rmtree(checkpoint_root, ignore_errors=True)
         shutil.rmtree(train_dir / WORKERS_DIR, ignore_errors=True)
         (train_dir / METRICS_FILE).unlink(missing_ok=True)
     train_dir.mkdir(exist_ok=True)
     run.abandon(run.begin(STAGE))  # marks the stage incomplete until finish() commits
+    return folder
+
+
+def _remove_all_but(root: Path, keep: Path) -> None:
+    for entry in root.iterdir():
+        if entry == keep:
+            continue
+        if keep.is_relative_to(entry):
+            _remove_all_but(entry, keep)
+        elif entry.is_dir():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
 
 
 def check_resumable(plan: TrainPlan, checkpoint_root: Path) -> Path:
+    """The checkpoint a resume continues from: the newest whole one, made from this preprocess output with these
+    result settings."""
     folder = ckpt.latest(checkpoint_root)
     if folder is None:
-        raise RunDirError(f"resume=true but '{checkpoint_root}' holds no complete checkpoint: train with "
-                          f"resume=false to start afresh")
+        damaged = sorted(f.name for f in checkpoint_root.rglob(f"{ckpt.PREFIX}*")) if checkpoint_root.is_dir() else []
+        found = f" (only damaged ones: {', '.join(damaged)})" if damaged else ""
+        raise CheckpointError(f"resume=true but '{checkpoint_root}' holds no complete checkpoint{found}: train "
+                              f"with resume=false to start afresh")
     state = ckpt.read_state(folder)
     if state["preprocess_completed"] != plan.preprocess_completed:
         raise RunDirError(f"resume=true but checkpoint '{folder}' was made from an earlier preprocess output "
@@ -95,11 +118,13 @@ def check_resumable(plan: TrainPlan, checkpoint_root: Path) -> Path:
 def finish(plan: TrainPlan, folder: Path, run_info: dict[str, Any]) -> dict[str, Any]:
     """Write vectors/ from checkpoint `folder` and commit the stage with its record."""
     run = RunDir(plan.run_dir)
+    ckpt.verify(folder)
     state = ckpt.read_state(folder)
     staging = run.begin(STAGE)
     try:
         (staging / "vectors").mkdir()
-        write_vectors(folder, read_vocabulary(run.path / "vocab"), staging / "vectors" / "part-00000.parquet")
+        with writing(run.path):
+            write_vectors(folder, read_vocabulary(run.path / "vocab"), staging / "vectors" / "part-00000.parquet")
         epochs = state["epochs"]
         seconds = sum(e["seconds"] for e in epochs)
         record = {
