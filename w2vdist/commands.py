@@ -66,8 +66,11 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_export(args: argparse.Namespace) -> int:
+    from w2vdist.errors import writing
+
     vectors = _load(args)
-    written = vectors.save(args.out, args.format, normalize=args.normalize)
+    with writing(args.out):
+        written = vectors.save(args.out, args.format, normalize=args.normalize)
     print(f"wrote {len(vectors):,} vectors of {vectors.dim} dimensions to {', '.join(map(str, written))}")
     return 0
 
@@ -144,18 +147,26 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_evaluate(args: argparse.Namespace) -> int:
-    from w2vdist.errors import UsageError
+    from contextlib import nullcontext
+    from pathlib import Path
+
+    from w2vdist.errors import UsageError, writing
     from w2vdist.evaluation import evaluate, format_table, results_path, save_results
+    from w2vdist.rundir import RunDir
 
     if not args.analogies and not args.similarity:
         raise UsageError("nothing to evaluate: give --analogies FILE and/or --similarity FILE...")
-    vectors = _load(args)
-    results = evaluate(vectors, args.analogies, args.similarity, args.restrict_vocab, args.method)
     saved = results_path(args.vectors)
-    try:
-        save_results(results, saved)
-    except OSError as exc:
-        raise UsageError(f"cannot save the results to '{saved}': {exc.strerror}") from None
+    # Results of a run directory go into it: one run at a time there, as for every command that writes into one.
+    in_run_dir = saved.parent.parent == Path(args.vectors)
+    with RunDir(args.vectors).locked("evaluate") if in_run_dir else nullcontext():
+        vectors = _load(args)
+        results = evaluate(vectors, args.analogies, args.similarity, args.restrict_vocab, args.method)
+        try:
+            with writing(saved):
+                save_results(results, saved)
+        except OSError as exc:
+            raise UsageError(f"cannot save the results to '{saved}': {exc.strerror}") from None
     print(json.dumps(results) if args.json else format_table(results))
     log.info("results saved to %s", saved)
     return 0

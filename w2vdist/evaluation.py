@@ -184,8 +184,14 @@ def results_path(vectors_location: str | os.PathLike) -> Path:
 
 
 def save_results(results: dict[str, Any], path: Path) -> Path:
+    """Written beside and then renamed, so that a failed write never leaves half a results file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        tmp.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
 
 

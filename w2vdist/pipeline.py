@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from w2vdist.config import Config
-from w2vdist.errors import ConfigError, UsageError, one_line
+from w2vdist.errors import ConfigError, UsageError, one_line, writing
 from w2vdist.preprocess.job import run_preprocess
 from w2vdist.rundir import RunDir, fingerprint
 
@@ -135,9 +135,9 @@ def _derived_stage(config: Config, name: str, output: str, payload: dict[str, An
         return False
     staging = run.begin(name)
     try:
-        stats = work(staging)
-        run.commit(name, staging, [output],
-                   {"fingerprint": stamp, "config": payload, "stats": stats})
+        with writing(run.path):
+            stats = work(staging)
+            run.commit(name, staging, [output], {"fingerprint": stamp, "config": payload, "stats": stats})
     except BaseException:
         run.abandon(staging)
         raise
