@@ -41,8 +41,8 @@ class _Held:
     created: bool  # this process created the run directory: remove it again if nothing was written into it
 
 
-# Locks this process holds, by resolved run directory: a pipeline's stages take the lock their command already
-# holds, and flock would not refuse a second descriptor of the same process anyway, so the count lives here.
+# Locks this process holds, by resolved run directory. A pipeline's stages take the lock their command already
+# holds, and flock refuses a second descriptor of the same file even within one process: nested takes are counted.
 _HELD: dict[Path, _Held] = {}
 _HELD_GUARD = threading.Lock()
 # Staging folders whose begin() took a lock reference that their commit() or abandon() gives back.
@@ -112,6 +112,10 @@ class RunDir:
                 raise RunDirBusy(f"run directory '{self.path}' is in use by another w2vdist run ({holder}; lock "
                                  f"'{self.lock_path}'): one run per run directory at a time; wait for it to end "
                                  f"or choose another run directory") from None
+            except OSError as exc:
+                os.close(fd)
+                raise RunDirError(f"cannot lock run directory '{self.path}' ({exc.strerror}): w2vdist needs a file "
+                                  f"system whose flock works (local disks, NFSv4)") from None
             try:
                 same_file = os.stat(self.lock_path).st_ino == os.fstat(fd).st_ino
             except FileNotFoundError:
@@ -229,8 +233,8 @@ class RunDir:
                 raise RunDirError(f"stage {name} produced no '{output}' in '{staging}'")
         data = self.manifest()
         if name not in data["stages"]:
-            # Outputs are about to replace earlier ones: a failure before the record below must not leave them
-            # looking like the output of a completed stage.
+            # The outputs move into place before their record is written; until it is, the manifest must call
+            # the stage incomplete (begin() marks only stages that had a record already).
             data["stages"][name] = {"completed": None, "started": _now()}
             self._write_manifest(data)
         with writing(self.path):
