@@ -123,9 +123,8 @@ def _connect(address: str | None) -> bool:
 
 def start_local_ray(**options: Any) -> None:
     """Start a Ray on this machine with every listener on 127.0.0.1: GCS, raylet, workers, the driver, the
-    dashboard agent, the runtime-env agent, the metrics endpoints, and gloo's and NCCL's sockets between workers.
-    One listener is out of reach: with several workers, rank 0's torch.distributed rendezvous store (TCPStore),
-    which torch binds to every interface and Ray Train creates before any w2vdist code runs (see README).
+    dashboard agent, the runtime-env agent, the metrics endpoints, and gloo's and NCCL's sockets between workers
+    (rank 0's torch.distributed rendezvous store is Ray Train's to create: see `_torch_config`).
 
     Ray binds all of them to loopback when the node's address is exactly 127.0.0.1, but on Linux `ray.init`
     replaces 127.0.0.1 by the machine's outward address unless its single-machine switch
