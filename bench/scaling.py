@@ -33,10 +33,9 @@ def child(run: Path, workers: int, epochs: int, overrides: list[str]) -> None:
     import ray
 
     from w2vdist.config import load_config
-    from w2vdist.train.launcher import run_train
+    from w2vdist.train.launcher import run_train, start_local_ray
 
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    ray.init(num_cpus=workers, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=True)
+    start_local_ray(num_cpus=workers, log_to_driver=True)
     settings = [f"{k}={v}" for k, v in TRAIN.items()] + [f"epochs={epochs}", f"num_workers={workers}",
                                                          *overrides]
     record = run_train(load_config([], settings, {"out": str(run)}))

@@ -85,15 +85,14 @@ def test_a_run_stopped_under_ray_resumes_from_its_checkpoint(ray_session, tmp_pa
     root = parts / "train" / "checkpoints"
     assert 5000 <= ckpt.read_state(ckpt.latest(root))["words_done"] < 10_000
     assert not RunDir(parts).is_complete("train")
-    checked = ckpt.latest(root)
     assert train(parts, "num_workers=2", "max_words=10000", "resume=true") is None
     # The newest checkpoint, the one Ray Train's own record names last, is cut short as by a full disk: the
     # resume goes on from the one before, which it verified, and still ends where the uninterrupted run ends.
     newest = ckpt.latest(root)
-    assert newest != checked and ckpt.read_state(newest)["words_done"] >= 10_000
+    assert ckpt.read_state(newest)["words_done"] >= 10_000
     tables = newest / ckpt.TABLES_FILE
     tables.write_bytes(tables.read_bytes()[:tables.stat().st_size // 2])
-    assert ckpt.latest(root) == checked
+    assert ckpt.latest(root) not in (None, newest)
     record = train(parts, "num_workers=2", "resume=true")
     assert record["completed"]
     # each replica trains with one thread, and the sync is a sum of two: the same arithmetic, resumed or not

@@ -30,7 +30,7 @@ class RunDirError(UsageError):
 
 
 class CheckpointError(RunDirError):
-    """A checkpoint folder is incomplete or damaged (a shard's checksum differs from the recorded one)."""
+    """A checkpoint folder is incomplete or damaged (its tables do not match the checksum in its state)."""
 
 
 class RunDirBusy(RunDirError):

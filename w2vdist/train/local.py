@@ -14,9 +14,10 @@ from pathlib import Path
 
 import torch
 
-from w2vdist.config import load_config
+from w2vdist.config import Config, load_config
 from w2vdist.errors import ConfigError, UsageError
 from w2vdist.logs import OVERRIDES_HELP, configure_logging
+from w2vdist.rundir import RunDir
 from w2vdist.train import checkpoints as ckpt
 from w2vdist.train import stage
 from w2vdist.train.loop import train_loop_per_worker
@@ -39,23 +40,28 @@ def main(argv: list[str] | None = None) -> int:
         if config.num_workers != 1:
             log.info("without Ray there is one worker: num_workers=%d ignored", config.num_workers)
             config = dataclasses.replace(config, num_workers=1)
-        plan = build_plan(config)
-        if stage.completed_record(plan, config.force or config.resume) is not None:
-            return 0
-        if config.use_gpu is True and not torch.cuda.is_available():
-            raise ConfigError("setting 'use_gpu' is true but torch sees no GPU here: use use_gpu=auto or false")
-        device = torch.device("cuda" if config.use_gpu is not False and torch.cuda.is_available() else "cpu")
-        root = Path(plan.run_dir) / stage.TRAIN_DIR / stage.LOCAL_CHECKPOINTS
-        stage.prepare(plan, config.resume, root)
-        worker = WorkerInfo(rank=0, replicas=1, threads=torch.get_num_threads())
-        state = train_loop_per_worker(plan, worker, ckpt.LocalCheckpoints(root), device)
-        if state.finished:
-            record = stage.finish(plan, ckpt.latest(root), {"workers": 1, "device": device.type})
-            log.info("trained in %.1f s: %s", record["seconds"]["train"], Path(plan.run_dir) / "vectors")
+        with RunDir(config.out).locked("train"):
+            _train(config)
     except UsageError as exc:
         print(f"w2vdist train: error: {exc}", file=sys.stderr)
         return exc.exit_code
     return 0
+
+
+def _train(config: Config) -> None:
+    plan = build_plan(config)
+    if stage.completed_record(plan, config.force or config.resume) is not None:
+        return
+    if config.use_gpu is True and not torch.cuda.is_available():
+        raise ConfigError("setting 'use_gpu' is true but torch sees no GPU here: use use_gpu=auto or false")
+    device = torch.device("cuda" if config.use_gpu is not False and torch.cuda.is_available() else "cpu")
+    root = Path(plan.run_dir) / stage.TRAIN_DIR / stage.LOCAL_CHECKPOINTS
+    stage.prepare(plan, config.resume, root)
+    worker = WorkerInfo(rank=0, replicas=1, threads=torch.get_num_threads())
+    state = train_loop_per_worker(plan, worker, ckpt.LocalCheckpoints(root), device)
+    if state.finished:
+        record = stage.finish(plan, ckpt.latest(root), {"workers": 1, "device": device.type})
+        log.info("trained in %.1f s: %s", record["seconds"]["train"], Path(plan.run_dir) / "vectors")
 
 
 if __name__ == "__main__":
