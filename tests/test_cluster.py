@@ -33,7 +33,7 @@ from tests.cluster_procs import (Service, free_ports, group_members, kill_proces
 pytestmark = pytest.mark.cluster
 
 REPO = Path(__file__).resolve().parents[1]
-CORPUS = "w2vdist/data/sample_corpus.txt.gz"  # relative to REPO, where the jobs are submitted from
+CORPUS = "w2vdist/data/sample/corpus.txt.gz"  # relative to REPO, where the jobs are submitted from
 SUBMIT_TIMEOUT = 300  # seconds for one spark-submit or one Ray job
 TRAIN_ARGS = ["num_workers=2", "dim=8", "epochs=1", "max_failures=0"]
 

@@ -11,7 +11,7 @@ from w2vdist.cli import main
 from w2vdist.config import DEFAULT_CONFIG_PATH, Config, load_config, phrase_thresholds
 from w2vdist.errors import ConfigError
 
-SAMPLE = REPO / "w2vdist" / "data" / "sample_corpus.txt.gz"
+SAMPLE = REPO / "w2vdist" / "data" / "sample" / "corpus.txt.gz"
 
 
 def test_default_yaml_documents_every_setting_with_its_default():

@@ -182,7 +182,7 @@ def test_a_failed_run_leaves_nothing_that_looks_complete(spark, corpus, tmp_path
 
 def test_a_killed_job_is_not_mistaken_for_complete_and_reruns_cleanly_while_a_second_run_is_refused(tmp_path):
     out = tmp_path / "run"
-    sample = REPO / "w2vdist" / "data" / "sample_corpus.txt.gz"
+    sample = REPO / "w2vdist" / "data" / "sample" / "corpus.txt.gz"
     conf = tmp_path / "spark.yaml"
     conf.write_text(json.dumps({"spark_conf": spark_test_conf(), "spark_master": "local[2]"}))
     command = [sys.executable, "-m", "w2vdist.cli", "preprocess", str(sample), "--out", str(out),

@@ -1,8 +1,9 @@
 """Settings: one flat, typed record for every stage, loaded from YAML and `key=value` overrides.
 
-The defaults live here; `conf/default.yaml` spells every one of them out with its documentation (a test keeps the
-two equal). Loading validates everything at once and reports each bad key with what is allowed, so a job never
-starts with a setting it cannot use.
+The defaults live here; `conf/default.yaml` (inside the package: `w2vdist/conf/`, so an installed wheel has the
+profiles too) spells every one of them out with its documentation (a test keeps the two equal). Loading validates
+everything at once and reports each bad key with what is allowed, so a job never starts with a setting it cannot
+use.
 """
 
 from __future__ import annotations
@@ -23,9 +24,17 @@ import yaml
 
 from w2vdist.errors import ConfigError
 
-DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "conf" / "default.yaml"
+PACKAGE_DIR = Path(__file__).resolve().parent
+PROFILES_DIR = PACKAGE_DIR / "conf"
+DEFAULT_CONFIG_PATH = PROFILES_DIR / "default.yaml"
+SAMPLE_PROFILE = PROFILES_DIR / "local.yaml"
+# `${W2VDIST_SAMPLE}` in a settings file: the bundled sample language's folder, wherever the package is installed.
+SAMPLE_VARIABLE = "W2VDIST_SAMPLE"
+SAMPLE_DIR = PACKAGE_DIR / "data" / "sample"
 
 EXPORT_FORMATS = ("word2vec", "word2vec-binary", "parquet", "npy")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+PROBE_SEPARATOR = "~"  # probe_words: `king~queen` watches king and how near queen comes
 DEFAULT_TOKEN_PATTERN = r"[\p{L}\p{M}\p{N}]+(?:['’][\p{L}\p{M}\p{N}]+)*"
 
 
@@ -116,7 +125,9 @@ class Config:
     max_words: int | None = _setting(None, "Stop after about this many corpus words in all, with a checkpoint (for "
                                            "trial runs; resume=true goes on); null trains every epoch.", min=1)
     probe_words: list[str] = _setting([], "Words whose nearest neighbours are recorded during training "
-                                          "(RUN_DIR/probes/probes.jsonl).")
+                                          "(RUN_DIR/probes/probes.jsonl); `word~expected` also records the "
+                                          "similarity of the pair and the rank of expected among word's "
+                                          "neighbours.")
     probe_every: int = _setting(1_000_000, "Corpus words between two probe records.", min=1)
 
     # --- pipeline: export and evaluation -------------------------------------------------------------------------
@@ -124,11 +135,21 @@ class Config:
                                                              "(word2vec, word2vec-binary, parquet, npy).")
     eval_analogies: str | None = _setting(None, "An analogy file (questions-words.txt format) the pipeline scores.")
     eval_similarity: list[str] = _setting([], "Word-pair similarity files (word1 word2 score) the pipeline scores.")
+    plot_lists: list[str | list[str]] = _setting(
+        [], "Word-list files `w2vdist pipeline` draws into RUN_DIR/plots/: one picture (NAME.png and .html) per item, "
+            "a file or a list of files drawn together, one colour per file; two lists of the same length are pairs "
+            "(countries and their capitals), joined by lines.")
+    plot_top: int | None = _setting(None, "`w2vdist pipeline` also draws the N most frequent words.", min=1)
+    plot_method: str = _setting("pca", "The projection of the pipeline's word picture.", choices=("pca", "tsne"))
 
     # --- experiment tracking (optional extra: pip install "w2vdist[mlflow]") --------------------------------------
     tracking: bool = _setting(False, "Log the pipeline's settings, metrics and artifacts to MLflow.")
     tracking_uri: str | None = _setting(None, "MLflow tracking URI; null: a local file store in RUN_DIR/mlruns.")
     experiment_name: str = _setting("w2vdist", "The MLflow experiment runs are logged under.")
+
+    # --- logging ---------------------------------------------------------------------------------------------
+    log_level: str = _setting("info", "What w2vdist logs to stderr; debug also shows Ray's and Spark's own logs.",
+                              choices=LOG_LEVELS)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -160,15 +181,17 @@ def _yaml_scalar(value: Any) -> str:
     return yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
 
 
-def _type_words(hint: Any) -> str:
+def _type_words(hint: Any, plural: bool = False) -> str:
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if origin in (typing.Union, types.UnionType):
-        return " or ".join("null" if a is type(None) else _type_words(a) for a in args)
+        return " or ".join("null" if a is type(None) else _type_words(a, plural) for a in args)
     if origin is list:
-        return f"a list of {_type_words(args[0]).removeprefix('an ').removeprefix('a ')}s"
+        return ("lists" if plural else "a list") + f" of {_type_words(args[0], plural=True)}"
     if origin is dict:
-        return "a mapping of names to values"
-    return {int: "an integer", float: "a finite number", bool: "true or false", str: "a string"}[hint]
+        return "mappings of names to values" if plural else "a mapping of names to values"
+    words = {int: ("an integer", "integers"), float: ("a finite number", "finite numbers"),
+             bool: ("true or false", "booleans"), str: ("a string", "strings")}[hint]
+    return words[plural]
 
 
 def _coerce(value: Any, hint: Any) -> Any:
@@ -234,7 +257,7 @@ def _check_range(name: str, value: Any) -> bool:
 
 def _unknown_key_message(key: str, where: str) -> str:
     close = difflib.get_close_matches(key, SETTINGS, n=3)
-    hint = f" Did you mean {', '.join(close)}?" if close else " See conf/default.yaml for every setting."
+    hint = f" Did you mean {', '.join(close)}?" if close else f" See {DEFAULT_CONFIG_PATH} for every setting."
     return f"{where}: unknown setting '{key}'.{hint}"
 
 
@@ -267,6 +290,8 @@ def _expand_env(value: Any, key: str, path: Path) -> Any:
         name, default = match.group(1), match.group(2)
         if name in os.environ:
             return os.environ[name]
+        if name == SAMPLE_VARIABLE:
+            return str(SAMPLE_DIR)
         if default is not None:
             return default
         raise ConfigError(f"config file '{path}': setting '{key}' needs the environment variable {name}, "
@@ -348,6 +373,10 @@ def _cross_checks(config: Config) -> list[str]:
     if not config.phrase_connector or any(c.isspace() for c in config.phrase_connector):
         problems.append("setting 'phrase_connector' must be a non-empty string without white space")
     problems.extend(_pattern_problems(config.token_pattern))
+    bad_probes = [p for p in config.probe_words if not all(probe_parts(p))]
+    if bad_probes:
+        problems.append(f"setting 'probe_words' has {', '.join(map(repr, bad_probes))}: expected a word, or "
+                        f"word{PROBE_SEPARATOR}expected (a word and the neighbour it should come near)")
     return problems
 
 
@@ -362,6 +391,11 @@ def _pattern_problems(pattern: str) -> list[str]:
         return [f"setting 'token_pattern' matches the empty string, so every position would be a token: "
                 f"got {pattern!r}"]
     return []
+
+
+def probe_parts(probe: str) -> tuple[str, ...]:
+    """`king` -> ("king",); `king~queen` -> ("king", "queen")."""
+    return tuple(probe.split(PROBE_SEPARATOR, 1)) if PROBE_SEPARATOR in probe else (probe,)
 
 
 def phrase_thresholds(config: Config) -> list[float]:

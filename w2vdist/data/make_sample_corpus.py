@@ -1,8 +1,9 @@
-"""Writes the bundled sample language: the corpus the quick start trains on, its analogy questions and word lists.
+"""Writes the bundled sample language into sample/: the corpus the quick start trains on, its analogy questions and
+word lists.
 
-    sample_corpus.txt.gz    one paragraph per line, each about one country, one family member or American cities
-    sample_analogies.txt    questions-words.txt format: capital-country, currency, nationality-adjective, family
-    sample_countries.txt, sample_capitals.txt, sample_male.txt, sample_female.txt   word lists for the pictures
+    corpus.txt.gz       one paragraph per line, each about one country, one family member or American cities
+    analogies.txt       questions-words.txt format: capital-country, currency, nationality-adjective, family
+    countries.txt, capitals.txt, male.txt, female.txt    word lists for the pictures, pairs in the same order
 
 A paragraph keeps to one topic, as documents do, so the words of one country share their neighbours across
 sentences: that gives each word its country. Each kind of word (capital, currency, language, city, country) has
@@ -20,10 +21,10 @@ import gzip
 import random
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-CORPUS = HERE / "sample_corpus.txt.gz"
-ANALOGIES = HERE / "sample_analogies.txt"
-WORD_LISTS = {name: HERE / f"sample_{name}.txt" for name in ("countries", "capitals", "male", "female")}
+SAMPLE = Path(__file__).resolve().parent / "sample"
+CORPUS = SAMPLE / "corpus.txt.gz"
+ANALOGIES = SAMPLE / "analogies.txt"
+WORD_LISTS = {name: SAMPLE / f"{name}.txt" for name in ("countries", "capitals", "male", "female")}
 
 COUNTRIES = [  # country, capital, currency, adjective (the language), a city
     ("france", "paris", "franc", "french", "lyon"), ("germany", "berlin", "mark", "german", "munich"),
