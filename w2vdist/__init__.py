@@ -1,6 +1,7 @@
 """w2vdist: distributed word2vec (skip-gram, negative sampling) on Spark and Ray."""
 
 __version__ = "0.1.0"
+__all__ = ["Vectors", "__version__"]
 
 
 def __getattr__(name: str):
@@ -10,3 +11,7 @@ def __getattr__(name: str):
 
         return Vectors
     raise AttributeError(f"module 'w2vdist' has no attribute '{name}'")
+
+
+def __dir__() -> list[str]:  # what tab completion offers: Vectors too, before it is first imported
+    return sorted(set(globals()) | set(__all__))

@@ -50,8 +50,9 @@ class VectorFileError(UsageError):
     """A vector file is missing, of an unknown format, or malformed (the message gives the line or record)."""
 
 
-class UnknownWordsError(UsageError):
-    """Query words that are not in the vectors' vocabulary; the message lists every one of them."""
+class UnknownWordsError(UsageError, KeyError):
+    """Query words that are not in the vectors' vocabulary; the message lists every one of them. A KeyError too, as
+    gensim raises for an unknown key."""
 
     def __init__(self, words: list[str], where: str, hints: dict[str, str] | None = None):
         self.words = list(words)
@@ -59,6 +60,9 @@ class UnknownWordsError(UsageError):
         listed = ", ".join(f"'{w}'" + (f" (did you mean '{hints[w]}'?)" if w in hints else "") for w in self.words)
         noun = "word" if len(self.words) == 1 else "words"
         super().__init__(f"unknown {noun} {listed}: not in the vocabulary of {where}")
+
+    def __str__(self) -> str:  # KeyError's own would quote the message
+        return str(self.args[0])
 
 
 class EvaluationDataError(UsageError):

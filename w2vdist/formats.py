@@ -9,8 +9,12 @@
 |                   | an `id` column, when present (the run directory's `vectors/`), orders the rows  |        |
 | `npy`             | `NAME.npy` (V x D float32) and `NAME.vocab.tsv` beside it: `word<TAB>count`     | yes    |
 
-Text and binary files may be gzip-compressed; that, and which of the three text-like formats a file is, is read
-from its first bytes. Text is written with 9 significant digits, which round-trips float32 exactly.
+The word2vec formats carry no counts; they are written beside the file as PATH.vocab, one `word count` per line
+(the C tool's -save-vocab file, which gensim reads as `fvocab`), and read back from there when it is present.
+Text and binary files may be gzip-compressed: read from the first bytes, written when the name ends in .gz. Which
+of the three text-like formats a file is, is read from its first bytes. Text is written with 9 significant digits,
+which round-trips float32 exactly. Text and binary files are read as a stream, chunk by chunk, so reading needs
+little memory beyond the matrix, and `limit` stops after the first words (gensim's `limit`).
 """
 
 from __future__ import annotations
@@ -32,12 +36,15 @@ from w2vdist.errors import VectorFileError, shorten
 READ_FORMATS = ("word2vec", "word2vec-binary", "glove", "parquet", "npy")
 NONFINITE = ("error", "drop")  # what loading does with vectors holding NaN or infinity
 WRITE_FORMATS = ("word2vec", "word2vec-binary", "parquet", "npy")
+EXTENSIONS = {".txt": "word2vec", ".bin": "word2vec-binary", ".parquet": "parquet", ".npy": "npy"}
 
 log = logging.getLogger(__name__)
 
 _GZIP_MAGIC = b"\x1f\x8b"
 _SNIFF_BYTES = 1 << 16
 _WRITE_ROWS = 65536  # rows per text chunk and Parquet row group; keeps list offsets within int32
+_READ_ROWS = 8192  # text lines parsed at once: a few MB of text for 100 to 300 dimensions
+_READ_BYTES = 1 << 20  # binary bytes read at once
 
 
 @dataclass
@@ -50,6 +57,21 @@ class VectorTable:
 def vocab_path(npy_path: Path) -> Path:
     """The vocabulary file that goes with a `.npy` matrix."""
     return npy_path.with_suffix(".vocab.tsv")
+
+
+def counts_path(path: Path) -> Path:
+    """The counts file that goes with a word2vec text or binary file (gensim's fvocab)."""
+    return path.with_name(path.name + ".vocab")
+
+
+def format_for_path(path: Path) -> str:
+    """The write format a file name asks for: .txt, .bin, .parquet or .npy, the first two optionally + .gz."""
+    name = path.name.lower().removesuffix(".gz")
+    format = EXTENSIONS.get(Path(name).suffix)
+    if format is None or (format in ("parquet", "npy") and path.name.lower().endswith(".gz")):
+        raise VectorFileError(f"cannot tell the format from the name '{path.name}': name it .txt, .bin, .parquet "
+                              f"or .npy (.txt.gz, .bin.gz for gzip), or give the format")
+    return format
 
 
 # --- reading ---------------------------------------------------------------------------------------------------
@@ -69,24 +91,30 @@ def detect_format(path: Path) -> str:
     return "word2vec" if _looks_like_text(rest) else "word2vec-binary"
 
 
-def read_vectors(path: Path, format: str | None = None, nonfinite: str = "error") -> VectorTable:
-    """The vectors of `path`. Rows holding NaN or infinity are refused (`nonfinite="error"`), or left out with a
-    warning that counts them (`"drop"`): they would rank first in every query, with similarity nan."""
+def read_vectors(path: Path, format: str | None = None, nonfinite: str = "error",
+                 limit: int | None = None) -> VectorTable:
+    """The vectors of `path`, only the first `limit` when given. Rows holding NaN or infinity are refused
+    (`nonfinite="error"`), or left out with a warning that counts them (`"drop"`): they would rank first in every
+    query, with similarity nan."""
     if not path.exists():
         raise VectorFileError(f"vector file '{path}' does not exist")
     if format is not None and format not in READ_FORMATS:
         raise VectorFileError(f"unknown vector format '{format}': expected one of {', '.join(READ_FORMATS)}")
     if nonfinite not in NONFINITE:
         raise ValueError(f"nonfinite must be one of {', '.join(NONFINITE)}, got {nonfinite!r}")
+    if limit is not None and limit < 1:
+        raise VectorFileError(f"limit must be at least 1, got {limit}")
     format = format or detect_format(path)
     if format == "parquet":
-        table = _read_parquet(path)
+        table = _read_parquet(path, limit)
     elif format == "npy":
-        table = _read_npy(path)
-    elif format == "word2vec-binary":
-        table = _read_word2vec_binary(path)
+        table = _read_npy(path, limit)
     else:
-        table = _read_text(path, header=format == "word2vec")
+        if format == "word2vec-binary":
+            table = _read_word2vec_binary(path, limit)
+        else:
+            table = _read_text(path, header=format == "word2vec", limit=limit)
+        table.counts = _read_counts(path, table.words)
     return _finite_rows(table, path, nonfinite)
 
 
@@ -119,14 +147,6 @@ def _open(path: Path):
     return f
 
 
-def _read_all(path: Path) -> bytes:
-    with _open(path) as f:
-        try:
-            return f.read()
-        except (OSError, EOFError) as exc:
-            raise VectorFileError(f"cannot read vector file '{path}': {exc}") from None
-
-
 def _is_header(line: bytes | str) -> bool:
     parts = line.split()
     return len(parts) == 2 and all(p.isdigit() for p in parts)
@@ -151,48 +171,86 @@ def _parse_header(path: Path, line: str) -> tuple[int, int]:
     return count, dim
 
 
-def _read_text(path: Path, *, header: bool) -> VectorTable:
-    data = _read_all(path)
+def _text_lines(path: Path, f) -> Iterator[tuple[int, str]]:
+    """(line number, line without its end) of a text file read as a stream; blank lines are skipped."""
     try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line_no = data.count(b"\n", 0, exc.start) + 1
-        raise VectorFileError(f"'{path}' line {line_no}: not UTF-8 text (byte {exc.start}); for a binary "
-                              f"word2vec file, give the format word2vec-binary (--input-format)") from None
-    lines = text.split("\n")
-    while lines and not lines[-1].strip():
-        lines.pop()
-    first_line_no = 1
-    if header:
-        count, dim = _parse_header(path, lines[0] if lines else "")
-        lines = lines[1:]
-        first_line_no = 2
-        if len(lines) != count:
-            raise VectorFileError(f"'{path}': the header announces {count} words but {len(lines)} lines follow")
-    if not lines:
+        for line_no, raw in enumerate(f, start=1):
+            try:
+                line = raw.decode("utf-8").rstrip("\r\n")
+            except UnicodeDecodeError as exc:
+                raise VectorFileError(f"'{path}' line {line_no}: not UTF-8 text (byte {exc.start} of the line); "
+                                      f"for a binary word2vec file, give the format word2vec-binary "
+                                      f"(--input-format)") from None
+            if line.strip():
+                yield line_no, line
+    except (OSError, EOFError) as exc:
+        raise VectorFileError(f"cannot read vector file '{path}': {exc}") from None
+
+
+def _read_text(path: Path, *, header: bool, limit: int | None) -> VectorTable:
+    """Text vectors, parsed chunk by chunk as the lines stream in: with a header, into the matrix it announces."""
+    with _open(path) as f:
+        lines = _text_lines(path, f)
+        count = dim = None
+        if header:
+            count, dim = _parse_header(path, next(lines, (1, ""))[1])
+            if limit is not None:
+                count = min(count, limit)
+        wanted = count if header else limit
+        words: list[str] = []
+        blocks: list[np.ndarray] = []  # without a header the size is known only at the end
+        matrix = np.empty((count, dim), dtype=np.float32) if header else None
+        chunk: list[tuple[int, str]] = []
+
+        def flush() -> None:
+            start = len(words)
+            rows = _parse_rows(path, chunk, dim, words)
+            if matrix is None:
+                blocks.append(rows)
+            else:
+                matrix[start:start + len(rows)] = rows
+            chunk.clear()
+
+        for line_no, line in lines:
+            if wanted is not None and len(words) + len(chunk) == wanted:
+                if header and (limit is None or count < limit):
+                    raise VectorFileError(f"'{path}': the header announces {count} words but more lines follow "
+                                          f"(line {line_no})")
+                break
+            if dim is None:
+                dim = len(line.split()) - 1
+                if dim < 1:
+                    raise VectorFileError(f"'{path}' line {line_no}: expected a word and its vector, "
+                                          f"got '{line[:80]}'")
+            chunk.append((line_no, line))
+            if len(chunk) == _READ_ROWS:
+                flush()
+        if chunk:
+            flush()
+    if not words:
         raise VectorFileError(f"'{path}' holds no vectors")
-    split = [line.rstrip("\r").partition(" ") for line in lines]
-    words = [word for word, _, _ in split]
-    rests = [rest for _, _, rest in split]
-    if not header:
-        dim = len(rests[0].split())
-        if dim == 0:
-            raise VectorFileError(f"'{path}' line 1: expected a word and its vector, got '{lines[0][:80]}'")
-    matrix = _parse_rows(path, rests, dim, first_line_no)
-    return VectorTable(words, matrix, None)
+    if header and len(words) != count:
+        raise VectorFileError(f"'{path}': the header announces {count} words but {len(words)} lines follow")
+    return VectorTable(words, matrix if header else np.concatenate(blocks), None)
 
 
-def _parse_rows(path: Path, rests: list[str], dim: int, first_line_no: int) -> np.ndarray:
+def _parse_rows(path: Path, chunk: list[tuple[int, str]], dim: int, words: list[str]) -> np.ndarray:
+    """The vectors of a chunk of `word v1 .. vD` lines (the words are appended to `words`)."""
+    split = [line.partition(" ") for _, line in chunk]
     try:
-        matrix = np.loadtxt(rests, dtype=np.float32, ndmin=2, comments=None)
-        if matrix.shape == (len(rests), dim):
-            return matrix
+        values = np.loadtxt([rest for _, _, rest in split], dtype=np.float32, ndmin=2, comments=None)
     except ValueError:
-        pass
-    # The fast parse failed: find the first offending line to name it.
-    for offset, rest in enumerate(rests):
-        fields = rest.split()
-        line_no = first_line_no + offset
+        values = None
+    if values is None or values.shape != (len(chunk), dim):
+        _raise_bad_line(path, chunk, dim)
+    words.extend(word for word, _, _ in split)
+    return values
+
+
+def _raise_bad_line(path: Path, chunk: list[tuple[int, str]], dim: int) -> None:
+    """Name the first line of the chunk that is not a word and `dim` numbers."""
+    for line_no, line in chunk:
+        fields = line.partition(" ")[2].split()
         if len(fields) != dim:
             raise VectorFileError(f"'{path}' line {line_no}: expected a word and {dim} numbers, "
                                   f"got {len(fields)} numbers")
@@ -200,41 +258,76 @@ def _parse_rows(path: Path, rests: list[str], dim: int, first_line_no: int) -> n
             np.array(fields, dtype=np.float32)
         except ValueError:
             raise VectorFileError(f"'{path}' line {line_no}: expected {dim} numbers after the word, "
-                                  f"got '{rest.strip()[:80]}'") from None
+                                  f"got '{' '.join(fields)[:80]}'") from None
     raise VectorFileError(f"'{path}': could not read the vectors")
 
 
-def _read_word2vec_binary(path: Path) -> VectorTable:
-    data = _read_all(path)
-    end = data.find(b"\n")
-    count, dim = _parse_header(path, (data[:end] if end >= 0 else data).decode("utf-8", "replace"))
-    vector_bytes = 4 * dim
-    words: list[str] = []
-    matrix = np.empty((count, dim), dtype=np.float32)
-    pos = end + 1
-    for row in range(count):
-        while data[pos:pos + 1] == b"\n":  # the C tool ends each record with a newline; gensim does not
-            pos += 1
-        space = data.find(b" ", pos)
-        if space < 0 or space + 1 + vector_bytes > len(data):
-            raise VectorFileError(f"'{path}': record {row + 1} of the {count} the header announces is cut short "
-                                  f"(each is a word, a space and {dim} float32s)")
+def _read_word2vec_binary(path: Path, limit: int | None) -> VectorTable:
+    with _open(path) as f:
         try:
-            words.append(data[pos:space].decode("utf-8"))
-        except UnicodeDecodeError:
-            raise VectorFileError(f"'{path}': the word of record {row + 1} (byte {pos}) is not UTF-8") from None
-        matrix[row] = np.frombuffer(data, dtype="<f4", count=dim, offset=space + 1)
-        pos = space + 1 + vector_bytes
+            count, dim = _parse_header(path, f.readline().decode("utf-8", "replace"))
+            if limit is not None:
+                count = min(count, limit)
+            vector_bytes = 4 * dim
+            words: list[str] = []
+            matrix = np.empty((count, dim), dtype=np.float32)
+            data, pos = b"", 0
+            for row in range(count):
+                while True:
+                    while data[pos:pos + 1] == b"\n":  # the C tool ends each record with a newline; gensim not
+                        pos += 1
+                    space = data.find(b" ", pos)
+                    if space >= 0 and space + 1 + vector_bytes <= len(data):
+                        break
+                    more = f.read(_READ_BYTES)
+                    if not more:
+                        raise VectorFileError(f"'{path}': record {row + 1} of the {count} the header announces is "
+                                              f"cut short (each is a word, a space and {dim} float32s)")
+                    data, pos = data[pos:] + more, 0
+                try:
+                    words.append(data[pos:space].decode("utf-8"))
+                except UnicodeDecodeError:
+                    raise VectorFileError(f"'{path}': the word of record {row + 1} is not UTF-8") from None
+                matrix[row] = np.frombuffer(data, dtype="<f4", count=dim, offset=space + 1)
+                pos = space + 1 + vector_bytes
+        except (OSError, EOFError) as exc:
+            raise VectorFileError(f"cannot read vector file '{path}': {exc}") from None
     return VectorTable(words, matrix, None)
 
 
-def _read_parquet(path: Path) -> VectorTable:
+def _read_counts(path: Path, words: list[str]) -> np.ndarray | None:
+    """The counts of `words` from PATH.vocab (`word count` per line), when that file is there."""
+    source = counts_path(path)
+    if not source.is_file():
+        return None
+    counts: dict[str, int] = {}
+    for line_no, line in enumerate(source.read_text(encoding="utf-8").splitlines(), start=1):
+        fields = line.split()
+        if not fields:
+            continue
+        if len(fields) != 2 or not fields[1].isdigit():
+            raise VectorFileError(f"'{source}' line {line_no}: expected 'word count', got '{line[:80]}'")
+        counts.setdefault(fields[0], int(fields[1]))
+    missing = [w for w in words if w not in counts]
+    if missing:
+        raise VectorFileError(f"'{source}' has no count for {len(missing)} word(s) of '{path}' "
+                              f"({', '.join(map(repr, missing[:5]))}): it belongs to other vectors; remove it")
+    return np.array([counts[w] for w in words], dtype=np.int64)
+
+
+def _read_parquet(path: Path, limit: int | None) -> VectorTable:
     import pyarrow as pa
     import pyarrow.compute as pc
-    import pyarrow.parquet as pq
+    import pyarrow.dataset as ds
 
     try:
-        table = pq.read_table(path)
+        dataset = ds.dataset(path, format="parquet")
+        if limit is None:
+            table = dataset.to_table()
+        elif "id" in dataset.schema.names:  # ids are the order: row groups beyond the limit are never read
+            table = dataset.to_table(filter=ds.field("id") < limit)
+        else:
+            table = dataset.head(limit)
     except (pa.ArrowException, OSError) as exc:
         raise VectorFileError(f"'{path}' is not a readable Parquet file or folder: {exc}") from None
     missing = [name for name in ("word", "vector") if name not in table.column_names]
@@ -244,7 +337,7 @@ def _read_parquet(path: Path) -> VectorTable:
     if table.num_rows == 0:
         raise VectorFileError(f"'{path}' holds no vectors")
     if "id" in table.column_names:
-        table = table.sort_by("id")
+        table = table.sort_by("id").slice(0, limit)
     for name in ("word", "vector"):
         if table.column(name).null_count:
             raise VectorFileError(f"'{path}': the column {name} has null values")
@@ -266,9 +359,9 @@ def _read_parquet(path: Path) -> VectorTable:
     return VectorTable(table.column("word").to_pylist(), matrix, counts)
 
 
-def _read_npy(path: Path) -> VectorTable:
+def _read_npy(path: Path, limit: int | None) -> VectorTable:
     try:
-        matrix = np.load(path, allow_pickle=False)
+        matrix = np.load(path, mmap_mode="r", allow_pickle=False)  # mapped: only the rows kept are read
     except (OSError, ValueError) as exc:
         raise VectorFileError(f"'{path}' is not a readable .npy file: {exc}") from None
     if matrix.ndim != 2 or not np.issubdtype(matrix.dtype, np.floating):
@@ -282,7 +375,8 @@ def _read_npy(path: Path) -> VectorTable:
         lines.pop()
     if len(lines) != matrix.shape[0]:
         raise VectorFileError(f"'{words_file}' has {len(lines)} lines but '{path}' has {matrix.shape[0]} rows")
-    matrix = matrix.astype(np.float32, copy=False)
+    lines = lines[:limit]
+    matrix = np.array(matrix[:limit], dtype=np.float32)
     fields = [line.split("\t") for line in lines]
     if all(len(f) == 1 for f in fields):
         return VectorTable(lines, matrix, None)
@@ -296,7 +390,8 @@ def _read_npy(path: Path) -> VectorTable:
 
 # --- writing ---------------------------------------------------------------------------------------------------
 def write_vectors(table: VectorTable, path: Path, format: str) -> list[Path]:
-    """Write `table` to `path` in `format`; returns the files written (npy writes two)."""
+    """Write `table` to `path` in `format`; returns the files written (npy writes two, word2vec formats two when
+    there are counts). A name ending in .gz compresses the word2vec formats."""
     if format not in WRITE_FORMATS:
         raise VectorFileError(f"unknown export format '{format}': expected one of {', '.join(WRITE_FORMATS)}")
     if format == "npy" and path.suffix != ".npy":
@@ -305,23 +400,33 @@ def write_vectors(table: VectorTable, path: Path, format: str) -> list[Path]:
     if format in ("word2vec", "word2vec-binary"):
         _check_words_have_no_space(table.words)
     path.parent.mkdir(parents=True, exist_ok=True)
-    if format == "word2vec":
+    if format in ("word2vec", "word2vec-binary"):
+        write = _write_word2vec_text if format == "word2vec" else _write_word2vec_binary
         with _replacing(path) as tmp:
-            _write_word2vec_text(table, tmp)
-    elif format == "word2vec-binary":
-        with _replacing(path) as tmp:
-            _write_word2vec_binary(table, tmp)
-    elif format == "parquet":
+            with _open_for_writing(tmp, compress=path.name.lower().endswith(".gz")) as f:
+                write(table, f)
+        if table.counts is None:
+            counts_path(path).unlink(missing_ok=True)  # another export's counts must not pass for these
+            return [path]
+        with _replacing(counts_path(path)) as tmp:
+            tmp.write_text("".join(f"{word} {count}\n" for word, count in zip(table.words, table.counts.tolist())),
+                           encoding="utf-8")
+        return [path, counts_path(path)]
+    if format == "parquet":
         with _replacing(path) as tmp:
             _write_parquet(table, tmp)
-    else:
-        with _replacing(path) as tmp:
-            with open(tmp, "wb") as f:
-                np.save(f, table.matrix.astype(np.float32, copy=False))
-        with _replacing(vocab_path(path)) as tmp:
-            _write_vocab(table, tmp)
-        return [path, vocab_path(path)]
-    return [path]
+        return [path]
+    with _replacing(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.save(f, table.matrix.astype(np.float32, copy=False))
+    with _replacing(vocab_path(path)) as tmp:
+        _write_vocab(table, tmp)
+    return [path, vocab_path(path)]
+
+
+def _open_for_writing(path: Path, compress: bool):
+    # mtime 0: the same vectors make the same bytes
+    return gzip.GzipFile(path, "wb", compresslevel=6, mtime=0) if compress else open(path, "wb")
 
 
 @contextlib.contextmanager
@@ -343,27 +448,25 @@ def _check_words_have_no_space(words: list[str]) -> None:
                               f"formats separate words by spaces: export to parquet or npy instead")
 
 
-def _write_word2vec_text(table: VectorTable, path: Path) -> None:
+def _write_word2vec_text(table: VectorTable, f) -> None:
     rows, dim = table.matrix.shape
     row_format = " ".join(["%.9g"] * dim)
-    with open(path, "w", encoding="utf-8", newline="\n") as f:
-        f.write(f"{rows} {dim}\n")
-        for start in range(0, rows, _WRITE_ROWS):
-            chunk = table.matrix[start:start + _WRITE_ROWS].tolist()
-            words = table.words[start:start + _WRITE_ROWS]
-            f.write("".join(f"{word} {row_format % tuple(row)}\n" for word, row in zip(words, chunk)))
+    f.write(f"{rows} {dim}\n".encode())
+    for start in range(0, rows, _WRITE_ROWS):
+        chunk = table.matrix[start:start + _WRITE_ROWS].tolist()
+        words = table.words[start:start + _WRITE_ROWS]
+        f.write("".join(f"{word} {row_format % tuple(row)}\n" for word, row in zip(words, chunk)).encode("utf-8"))
 
 
-def _write_word2vec_binary(table: VectorTable, path: Path) -> None:
+def _write_word2vec_binary(table: VectorTable, f) -> None:
     rows, dim = table.matrix.shape
     vector_bytes = 4 * dim
-    with open(path, "wb") as f:
-        f.write(f"{rows} {dim}\n".encode())
-        for start in range(0, rows, _WRITE_ROWS):
-            data = np.ascontiguousarray(table.matrix[start:start + _WRITE_ROWS], dtype="<f4").tobytes()
-            words = table.words[start:start + _WRITE_ROWS]
-            f.write(b"".join(word.encode("utf-8") + b" " + data[i * vector_bytes:(i + 1) * vector_bytes] + b"\n"
-                             for i, word in enumerate(words)))
+    f.write(f"{rows} {dim}\n".encode())
+    for start in range(0, rows, _WRITE_ROWS):
+        data = np.ascontiguousarray(table.matrix[start:start + _WRITE_ROWS], dtype="<f4").tobytes()
+        words = table.words[start:start + _WRITE_ROWS]
+        f.write(b"".join(word.encode("utf-8") + b" " + data[i * vector_bytes:(i + 1) * vector_bytes] + b"\n"
+                         for i, word in enumerate(words)))
 
 
 def _write_parquet(table: VectorTable, path: Path) -> None:
