@@ -1,6 +1,7 @@
 """Evaluation: the same figures as gensim's evaluate_word_analogies / evaluate_word_pairs on the same vectors."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -72,12 +73,12 @@ def test_case_variants_are_resolved_as_gensim_does(questions, restrict_vocab):
 def test_3cosmul_evaluation_matches_a_direct_computation(questions):
     vectors = vectors_of(text8_keyed_vectors())
     ours = evaluate_analogies(vectors, questions, restrict_vocab=1500, method="mul")
-    unit = vectors.unit_vectors(vectors.words[:1500])
-    index = {w: i for i, w in enumerate(vectors.words[:1500])}
+    unit = vectors.unit_vectors(vectors.index_to_key[:1500])
+    index = {w: i for i, w in enumerate(vectors.index_to_key[:1500])}
     rows = np.array([[index[w] for w in line.lower().split()] for line in questions.read_text().splitlines()
                      if not line.startswith(":") and all(w in index for w in line.lower().split())])
     shifted = [(unit[rows[:, k]] @ unit.T + 1) / 2 for k in range(3)]
-    scores = shifted[1] * shifted[2] / (shifted[0] + 1e-3)
+    scores = shifted[1] * shifted[2] / (shifted[0] + 1e-6)  # gensim's epsilon, as most_similar_cosmul
     np.put_along_axis(scores, rows[:, :3], -np.inf, axis=1)
     assert ours["total"] == len(rows)
     assert ours["correct"] == int((scores.argmax(axis=1) == rows[:, 3]).sum())
@@ -100,9 +101,9 @@ def test_cli_prints_json_and_saves_it_beside_a_run_dir(tmp_path, capsys, questio
     assert main(argv) == 0
     printed = json.loads(capsys.readouterr().out)
     assert set(printed) == {"analogy", "similarity"}
-    assert {"accuracy", "correct", "total", "oov", "sections"} <= set(printed["analogy"])
-    assert set(printed["analogy"]["sections"]["family"]) == {"accuracy", "correct", "total", "oov"}
-    assert set(printed["similarity"][str(wordsim)]) == {"spearman", "pairs", "oov"}
+    assert {"accuracy", "correct", "total", "oov", "coverage", "sections"} <= set(printed["analogy"])
+    assert set(printed["analogy"]["sections"]["family"]) == {"accuracy", "correct", "total", "oov", "coverage"}
+    assert set(printed["similarity"][str(wordsim)]) == {"spearman", "pairs", "oov", "coverage"}
     assert printed["analogy"]["correct"] == evaluate_analogies(vectors_of(kv), questions)["correct"]
     assert json.loads((run / "eval" / "evaluation.json").read_text()) == printed
 
@@ -138,3 +139,24 @@ def test_malformed_evaluation_files_name_the_line(tmp_path):
     assert read_word_pairs(pairs) == [("a", "b", 1.5), ("c", "d", 2.0)]
     with pytest.raises(EvaluationDataError, match="evaluation file '.*missing.txt' does not exist"):
         evaluate_similarity(vectors, tmp_path / "missing.txt")
+
+
+def test_sections_without_questions_say_n_a_and_low_coverage_is_warned(tmp_path, capsys):
+    words = ["paris", "france", "rome", "italy", "berlin", "germany"]
+    rng = np.random.default_rng(1)
+    path = tmp_path / "v.txt"
+    Vectors(words, rng.normal(size=(6, 8)).astype(np.float32)).save(path, "word2vec")
+    (tmp_path / "q.txt").write_text(": capitals\nparis france rome italy\nparis france berlin germany\n"
+                                    ": unknown\nqqqa qqqb qqqc qqqd\n")
+    (tmp_path / "pairs.txt").write_text("paris france 9\nrome italy 8\nberlin germany 7\n"
+                                        + "".join(f"qqq{i} zzz{i} {i}\n" for i in range(7)))
+    assert main(["evaluate", str(path), "--analogies", str(tmp_path / "q.txt"), "--similarity",
+                 str(tmp_path / "pairs.txt")]) == 0
+    table = capsys.readouterr().out
+    assert re.search(r"unknown\s+n/a\s+0\s+0\s+1", table)  # not 0.0 %
+    assert "warning: the Spearman figure of" in table and "covers only 3 of 10 pairs (30%)" in table
+    assert "warning: the analogy" not in table  # 2 of 3 questions: enough
+    saved = json.loads((tmp_path / "v.txt.eval.json").read_text())
+    assert saved["analogy"]["sections"]["unknown"]["accuracy"] is None
+    assert saved["analogy"]["coverage"] == pytest.approx(2 / 3)
+    assert saved["similarity"][str(tmp_path / "pairs.txt")]["coverage"] == pytest.approx(0.3)

@@ -2,6 +2,8 @@
 
 import re
 
+import numpy as np
+
 import matplotlib.image
 import pytest
 
@@ -48,8 +50,8 @@ def test_png_and_offline_html_are_written(vector_file, lists, tmp_path, capsys, 
 
 def test_top_words_fill_their_own_group(vector_file, tmp_path):
     vectors = text8_vectors()
-    selection = select_words(vectors, [vectors.words[500], vectors.words[3]], top=50)
-    assert selection.words[:2] == [vectors.words[500], vectors.words[3]]  # a word is drawn in its first group
+    selection = select_words(vectors, [vectors.index_to_key[500], vectors.index_to_key[3]], top=50)
+    assert selection.words[:2] == [vectors.index_to_key[500], vectors.index_to_key[3]]  # a word is drawn in its first group
     assert len(selection.words) == 51 and selection.groups[2:] == ["top 50"] * 49
     assert main(["plot", str(vector_file), "--top", "60", "--out", str(tmp_path / "top")]) == 0
     assert (tmp_path / "top.png").stat().st_size > 20_000
@@ -70,3 +72,61 @@ def test_too_few_words_or_none_chosen(vector_file, capsys):
         select_words(text8_vectors(), ["king", "queen"])
     assert main(["plot", str(vector_file), "--out", "x"]) == 2
     assert "choose the words to draw" in capsys.readouterr().err
+
+
+def _overlapping_labels(fig, labels) -> int:
+    fig.canvas.draw()
+    boxes = [label.get_window_extent(fig.canvas.get_renderer()) for label in labels]
+    return sum(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
+
+
+def test_labels_are_pushed_apart(tmp_path):
+    import matplotlib.pyplot as plt
+
+    from w2vdist.plots import Selection, draw_png
+
+    rng = np.random.default_rng(5)
+    # Three tight clusters of ten words, as neighbours lie in a projection: their labels pile up where they are.
+    points = np.concatenate([rng.normal(loc, 0.01, size=(10, 2)) for loc in ([0, 0], [1, 0], [0, 1])])
+    words = [f"word{i:02d}" for i in range(30)]
+    selection = Selection(words, ["a"] * 30)
+    fig, ax = plt.subplots()
+    piled = [ax.text(x, y, w, fontsize=9) for w, (x, y) in zip(words, points)]
+    assert _overlapping_labels(fig, piled) > 20  # the problem is real for these points
+    plt.close(fig)
+    fig, labels = draw_png(selection, points, "clusters")
+    assert _overlapping_labels(fig, labels) == 0
+    plt.close(fig)
+
+
+def test_pairs_of_lists_are_joined_and_the_page_has_a_title(vector_file, tmp_path):
+    (tmp_path / "countries.txt").write_text("france\ngermany\nitaly\nspain\n")
+    (tmp_path / "capitals.txt").write_text("paris\nberlin\nrome\nqqqx\n")  # an unknown word: its pair is left out
+    vectors = text8_vectors()
+    selection = select_words(vectors, lists=[tmp_path / "countries.txt", tmp_path / "capitals.txt"],
+                             skip_unknown=True)
+    assert [(selection.words[i], selection.words[j]) for i, j in selection.pairs] == [
+        ("france", "paris"), ("germany", "berlin"), ("italy", "rome")]
+    assert select_words(vectors, lists=[tmp_path / "countries.txt"], words=["paris", "rome"]).pairs == []
+    argv = ["plot", str(vector_file), "--list", str(tmp_path / "countries.txt"), "--list",
+            str(tmp_path / "capitals.txt"), "--skip-unknown", "--out", str(tmp_path / "geo")]
+    assert main(argv) == 0
+    html = (tmp_path / "geo.html").read_text(encoding="utf-8")
+    title = re.search(r"<title>(.*?)</title>", html).group(1)
+    assert title.startswith("PCA of 7 words") and "plotly" not in title.lower()
+    assert '"mode":"lines"' in html  # the pairs' segments
+
+
+def test_evaluation_picture(tmp_path):
+    from w2vdist.plots import plot_evaluation
+
+    results = {"analogy": {"file": "q.txt", "restrict_vocab": 30000, "method": "add", "accuracy": 0.5,
+                           "correct": 2, "total": 4, "oov": 0, "coverage": 1.0,
+                           "sections": {"capitals": {"accuracy": 0.5, "correct": 2, "total": 4, "oov": 0,
+                                                     "coverage": 1.0},
+                                        "empty": {"accuracy": None, "correct": 0, "total": 0, "oov": 3,
+                                                  "coverage": 0.0}}},
+               "similarity": {"ws.tsv": {"spearman": 0.4, "pairs": 4, "oov": 349, "coverage": 4 / 353}}}
+    path = plot_evaluation(results, tmp_path / "evaluation.png")
+    image = matplotlib.image.imread(path)
+    assert image.shape[0] > 300 and image[..., :3].std() > 0.05

@@ -12,9 +12,13 @@ vocabulary of 30,000 words), so the figures are the same on the same vectors:
 
 `evaluate` returns one dictionary, the same that `--json` prints and `save_results` writes:
 
-    {"analogy": {"file", "restrict_vocab", "method", "accuracy", "correct", "total", "oov",
-                 "sections": {NAME: {"accuracy", "correct", "total", "oov"}}},
-     "similarity": {FILE: {"spearman", "pairs", "oov"}}}
+    {"analogy": {"file", "restrict_vocab", "method", "accuracy", "correct", "total", "oov", "coverage",
+                 "sections": {NAME: {"accuracy", "correct", "total", "oov", "coverage"}}},
+     "similarity": {FILE: {"spearman", "pairs", "oov", "coverage"}}}
+
+`accuracy` is null for a section with no question inside the vocabulary (the table says n/a, not 0.0 %), and
+`coverage` is the share of the file's questions or pairs that could be scored: below `LOW_COVERAGE` the figure
+says little about the vectors, and `coverage_warnings` says so.
 
 It is saved beside the vectors: `RUN_DIR/eval/evaluation.json` for a run directory, `VECTORS.eval.json` for a file.
 """
@@ -36,6 +40,7 @@ if TYPE_CHECKING:
     from w2vdist.vectors import Vectors
 
 DEFAULT_RESTRICT_VOCAB = 30000
+LOW_COVERAGE = 0.5
 _GENSIM_CANDIDATES = 5  # gensim looks at the five best answers to skip case variants of the question words
 
 
@@ -100,7 +105,7 @@ class _CaselessVocab:
     def __init__(self, vectors: Vectors, size: int):
         self.row: dict[str, int] = {}
         canonical = np.empty(size, dtype=np.int64)
-        for i, word in enumerate(vectors.words[:size]):
+        for i, word in enumerate(vectors.index_to_key[:size]):
             canonical[i] = self.row.setdefault(word.upper(), i)
         self.canonical = canonical  # row -> the row its upper-case form maps to
 
@@ -145,8 +150,8 @@ def _answers(vectors: Vectors, vocab: _CaselessVocab, asked: np.ndarray, restric
 def _score(correct: np.ndarray, known: np.ndarray) -> dict[str, Any]:
     total = int(known.sum())
     hits = int(correct.sum())
-    return {"accuracy": hits / total if total else 0.0, "correct": hits, "total": total,
-            "oov": int((~known).sum())}
+    return {"accuracy": hits / total if total else None, "correct": hits, "total": total,
+            "oov": int((~known).sum()), "coverage": total / len(known) if len(known) else 0.0}
 
 
 def evaluate_similarity(vectors: Vectors, path: str | os.PathLike) -> dict[str, Any]:
@@ -161,7 +166,7 @@ def evaluate_similarity(vectors: Vectors, path: str | os.PathLike) -> dict[str, 
     model = vectors.cosines(a[known], b[known])
     spearman = float(stats.spearmanr(gold, model).statistic) if len(gold) > 1 else math.nan
     return {"spearman": None if math.isnan(spearman) else spearman, "pairs": int(known.sum()),
-            "oov": int((~known).sum())}
+            "oov": int((~known).sum()), "coverage": float(known.mean())}
 
 
 def evaluate(vectors: Vectors, analogies: str | os.PathLike | None = None,
@@ -195,6 +200,23 @@ def save_results(results: dict[str, Any], path: Path) -> Path:
     return path
 
 
+def coverage_warnings(results: dict[str, Any]) -> list[str]:
+    """One line for each figure computed over less than LOW_COVERAGE of its file."""
+    warnings = []
+    analogy = results.get("analogy")
+    if analogy and analogy["coverage"] < LOW_COVERAGE:
+        asked = analogy["total"] + analogy["oov"]
+        warnings.append(f"the analogy accuracy covers only {analogy['total']:,} of {asked:,} questions "
+                        f"({analogy['coverage']:.0%}): the others have a word outside the "
+                        f"{analogy['restrict_vocab']:,} most frequent words")
+    for name, row in (results.get("similarity") or {}).items():
+        if row["coverage"] < LOW_COVERAGE:
+            warnings.append(f"the Spearman figure of {name} covers only {row['pairs']:,} of "
+                            f"{row['pairs'] + row['oov']:,} pairs ({row['coverage']:.0%}): the others have a word "
+                            f"outside the vocabulary")
+    return warnings
+
+
 def format_table(results: dict[str, Any]) -> str:
     lines: list[str] = []
     analogy = results.get("analogy")
@@ -204,12 +226,13 @@ def format_table(results: dict[str, Any]) -> str:
         lines.append(f"  {'section':<30} {'accuracy':>9} {'correct':>8} {'total':>7} {'oov':>7}")
         rows = list(analogy["sections"].items()) + [("total", analogy)]
         for name, row in rows:
-            lines.append(f"  {name:<30} {row['accuracy']:>9.1%} {row['correct']:>8} {row['total']:>7} "
-                         f"{row['oov']:>7}")
+            accuracy = "n/a" if row["accuracy"] is None else f"{row['accuracy']:.1%}"
+            lines.append(f"  {name:<30} {accuracy:>9} {row['correct']:>8} {row['total']:>7} {row['oov']:>7}")
     if results.get("similarity"):
         lines.append("word-pair similarity (Spearman)")
         lines.append(f"  {'file':<40} {'spearman':>9} {'pairs':>7} {'oov':>7}")
         for name, row in results["similarity"].items():
             spearman = "n/a" if row["spearman"] is None else f"{row['spearman']:.4f}"
             lines.append(f"  {name:<40} {spearman:>9} {row['pairs']:>7} {row['oov']:>7}")
+    lines += [f"warning: {warning}" for warning in coverage_warnings(results)]
     return "\n".join(lines)

@@ -1,27 +1,32 @@
-"""Training probes: the nearest neighbours of chosen words, and the similarity of chosen pairs, watched over training.
+"""Training probes: the nearest neighbours of chosen words, and how near an expected neighbour comes, over training.
 
 The trainer makes one recorder and calls `maybe_record` after every optimizer step:
 
-    recorder = ProbeRecorder(["king", "paris"], vocabulary, every=1000, out_dir=run_dir / "probes",
-                             pairs=[("king", "queen")])
+    recorder = ProbeRecorder(["king~queen", "paris"], vocabulary, every=1000, out_dir=run_dir / "probes")
     for step in ...:
         ...
         recorder.maybe_record(step, loss, lambda: input_table)  # the getter is called only every 1000 steps
 
-- `vocabulary`: the words in id order (row i of the input matrix is vocabulary[i]); unknown probe words raise
-  `UnknownWordsError` at once, before training starts.
+- `words`: the `probe_words` setting. `king` records king's nearest neighbours; `king~queen` also records the pair:
+  the cosine of king and queen, and queen's rank among king's neighbours (1: the nearest). `pairs=[(a, b)]` adds
+  pairs the same way. Unknown words raise `UnknownWordsError` at once, before training starts.
+- `vocabulary`: the words in id order (row i of the input matrix is vocabulary[i]).
 - `loss`: a float or None; a record stores the mean of the losses passed since the previous record.
 - `get_input_matrix()`: returns the V x D input vectors (numpy or torch, any device; gather a sharded table first).
-- `record(step, matrix)` records unconditionally, e.g. once more after the last step.
+- `record(step, matrix, loss=None)` records unconditionally, e.g. once more after the last step.
 
 Each record is one JSON line appended to OUT_DIR/probes.jsonl:
 
     {"step": 3000, "loss": 2.61, "time": 1718000000.0,
-     "neighbours": {"king": [["queen", 0.71], ["prince", 0.66], ...]}, "pairs": [["king", "queen", 0.71]]}
+     "neighbours": {"king": [["queen", 0.71], ["prince", 0.66], ...]},
+     "pairs": [["king", "queen", 0.71, 1, 0.12]]}      # a, b, cosine, b's rank among a's neighbours, a's mean cosine
 
 A resumed run appends to the same file; `read_probes` keeps the last record of each step. `plot_probes(out_dir)`
-draws OUT_DIR/probes.png: the loss beside each probe word's mean similarity to its nearest neighbours and each
-pair's similarity, over the steps. `w2vdist probes RUN_DIR` draws it and prints the neighbours after the run.
+draws OUT_DIR/probes.png: the loss; each pair's cosine beside the first word's mean cosine with all words; and the
+expected neighbour's rank; over the steps, with a mark at each epoch's end (from the run directory's
+train/metrics.jsonl). A cosine alone misleads: early on all vectors move together and every cosine is high, so a
+pair's cosine falls while the vectors spread out, which reads as getting worse; its lead over the mean, and the
+rank, show the learning. `w2vdist probes RUN_DIR` draws it and prints the neighbours after the run.
 """
 
 from __future__ import annotations
@@ -34,11 +39,11 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
+from w2vdist.config import probe_parts
 from w2vdist.errors import RunDirError, UnknownWordsError
+from w2vdist.rundir import EPOCHS_FILE, PROBES_DIR, PROBES_FILE
 
-PROBES_FILE = "probes.jsonl"
 PROBES_PLOT = "probes.png"
 
 
@@ -48,12 +53,15 @@ class ProbeRecorder:
         if every < 1:
             raise ValueError(f"every must be at least 1, got {every}")
         index = {word: i for i, word in enumerate(vocabulary)}
-        wanted = list(words) + [w for pair in pairs for w in pair]
+        probes = [probe_parts(word) for word in words]
+        pairs = [parts for parts in probes if len(parts) == 2] + [(a, b) for a, b in pairs]
+        words = list(dict.fromkeys(parts[0] for parts in probes))
+        wanted = words + [w for pair in pairs for w in pair]
         unknown = list(dict.fromkeys(w for w in wanted if w not in index))
         if unknown:
             raise UnknownWordsError(unknown, "the training vocabulary (probe words)")
-        self.words = list(words)
-        self.pairs = [(a, b) for a, b in pairs]
+        self.words = words
+        self.pairs = pairs
         self.vocabulary = list(vocabulary)
         self.every = every
         self.topn = topn
@@ -82,13 +90,18 @@ class ProbeRecorder:
         self._add_loss(loss)
         with torch.no_grad():
             table = torch.as_tensor(matrix).detach().float()
-            norms = table.norm(dim=1).clamp_min(1e-12)
-            word_ids = self._word_ids.to(table.device)
-            sims = (table[word_ids] @ table.T) / (norms[word_ids, None] * norms[None, :])
-            sims[torch.arange(len(word_ids), device=table.device), word_ids] = float("-inf")  # not its own neighbour
-            top = torch.topk(sims, min(self.topn, table.shape[0] - 1), dim=1)
+            unit = table / table.norm(dim=1, keepdim=True).clamp_min(1e-12)
+            top = torch.topk(_similarities(unit, self._word_ids.to(table.device)),
+                             min(self.topn, table.shape[0] - 1), dim=1)
             pair_ids = self._pair_ids.to(table.device)
-            pair_sims = F.cosine_similarity(table[pair_ids[:, 0]], table[pair_ids[:, 1]], dim=1, eps=1e-12)
+            pair_rows = _similarities(unit, pair_ids[:, 0])
+            pair_sims = pair_rows.gather(1, pair_ids[:, 1:]).squeeze(1)
+            # 1 + the words nearer to a than b is: b's place in a's neighbour list, ties counted in b's favour.
+            pair_ranks = 1 + (pair_rows > pair_sims[:, None]).sum(dim=1)
+            # a's mean cosine with every other word: early in training every cosine is high, as all vectors move
+            # together, so a pair's own cosine falls while the vectors spread; its lead over this mean grows.
+            others = torch.where(torch.isinf(pair_rows), 0.0, pair_rows)
+            pair_means = others.sum(dim=1) / max(table.shape[0] - 1, 1)
         scores, ids = top.values.cpu().tolist(), top.indices.cpu().tolist()
         entry = {
             "step": int(step),
@@ -96,7 +109,8 @@ class ProbeRecorder:
             "time": time.time(),
             "neighbours": {word: [[self.vocabulary[i], round(s, 6)] for s, i in zip(row_scores, row_ids)]
                            for word, row_scores, row_ids in zip(self.words, scores, ids)},
-            "pairs": [[a, b, round(s, 6)] for (a, b), s in zip(self.pairs, pair_sims.cpu().tolist())],
+            "pairs": [[a, b, round(s, 6), r, round(m, 6)] for (a, b), s, r, m in zip(
+                self.pairs, pair_sims.cpu().tolist(), pair_ranks.cpu().tolist(), pair_means.cpu().tolist())],
         }
         with open(self.path, "a", encoding="utf-8") as f:
             f.write(json.dumps(entry) + "\n")
@@ -104,13 +118,20 @@ class ProbeRecorder:
         return entry
 
 
+def _similarities(unit: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """Cosines of the words `rows` with every word, each word's own cosine set to -inf (not its own neighbour)."""
+    sims = unit[rows] @ unit.T
+    sims[torch.arange(len(rows), device=unit.device), rows] = float("-inf")
+    return sims
+
+
 def probes_dir(location: str | os.PathLike) -> Path:
     """The probes folder of a run directory, or the folder itself when it holds probes.jsonl."""
     location = Path(location)
     if (location / PROBES_FILE).is_file():
         return location
-    if (location / "probes" / PROBES_FILE).is_file():
-        return location / "probes"
+    if (location / PROBES_DIR / PROBES_FILE).is_file():
+        return location / PROBES_DIR
     raise RunDirError(f"'{location}' holds no {PROBES_FILE} (nor probes/{PROBES_FILE}): train with probe words "
                       f"to record them")
 
@@ -138,52 +159,104 @@ def read_probes(directory: str | os.PathLike) -> list[dict[str, Any]]:
     return [by_step[step] for step in sorted(by_step)]
 
 
-def plot_probes(directory: str | os.PathLike, out: str | os.PathLike | None = None) -> Path:
-    """Draw the loss and the probe similarities over the steps; returns the PNG's path (default probes.png)."""
-    import matplotlib
+def epoch_ends(directory: str | os.PathLike, records: list[dict[str, Any]]) -> list[tuple[int, float]]:
+    """(epoch, step) where each finished epoch ended, placed on the records' steps by the records' clock.
 
-    matplotlib.use("Agg")
+    The training loop hands the recorder steps only, so the epochs come from the run directory's metrics file (one
+    line per finished epoch, with its time); nothing when the probes are not inside a run directory."""
+    metrics = Path(directory).resolve().parent / EPOCHS_FILE
+    if not metrics.is_file() or len(records) < 2:
+        return []
+    epochs = {}
+    for line in metrics.read_text(encoding="utf-8").splitlines():
+        try:
+            record = json.loads(line)
+            epochs[int(record["epoch"])] = float(record["time"])
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+            continue  # a line cut short by a kill, or a file from another version: no mark is better than a wrong one
+    order = sorted(records, key=lambda r: r["time"])
+    times, steps = [r["time"] for r in order], [r["step"] for r in order]
+    return [(epoch, float(np.interp(t, times, steps))) for epoch, t in sorted(epochs.items())
+            if times[0] <= t <= times[-1] + 60]
+
+
+def plot_probes(directory: str | os.PathLike, out: str | os.PathLike | None = None) -> Path:
+    """Draw `probe_figure`; returns the PNG's path (default probes.png beside probes.jsonl)."""
     import matplotlib.pyplot as plt
 
-    records = read_probes(directory)
     out = Path(out) if out else Path(directory) / PROBES_PLOT
-    steps = np.array([r["step"] for r in records])
-    fig, (loss_ax, sim_ax) = plt.subplots(1, 2, figsize=(13, 5))
-    losses = np.array([np.nan if r["loss"] is None else r["loss"] for r in records], dtype=float)
-    if np.isfinite(losses).any():
-        loss_ax.plot(steps, losses, marker=".", color="black")
-    else:
-        loss_ax.text(0.5, 0.5, "no loss recorded", ha="center", va="center", transform=loss_ax.transAxes)
-    loss_ax.set(title="training loss", xlabel="step", ylabel="mean loss since the previous record")
-    last = records[-1]
-    for word in last["neighbours"]:
-        means = [np.mean([s for _, s in r["neighbours"][word]]) if r["neighbours"].get(word) else np.nan
-                 for r in records]
-        nearest = ", ".join(w for w, _ in last["neighbours"][word][:3])
-        sim_ax.plot(steps, means, marker=".", label=f"{word} → {nearest}")
-    for a, b, _ in last["pairs"]:
-        series = [next((s for x, y, s in r["pairs"] if (x, y) == (a, b)), np.nan) for r in records]
-        sim_ax.plot(steps, series, linestyle="--", label=f"{a} ~ {b}")
-    topn = max((len(v) for v in last["neighbours"].values()), default=0)
-    sim_ax.set(title=f"probe words: mean cosine of the {topn} nearest (solid), pairs (dashed)", xlabel="step",
-               ylabel="cosine similarity")
-    if last["neighbours"] or last["pairs"]:
-        sim_ax.legend(fontsize=8, loc="best")
-    fig.tight_layout()
+    fig = probe_figure(directory)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=110)
     plt.close(fig)
     return out
 
 
+def probe_figure(directory: str | os.PathLike):
+    """The loss, the pairs' cosines beside the mean cosines, and the expected neighbours' ranks over the steps,
+    the epochs marked: a matplotlib figure of three panels."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    records = read_probes(directory)
+    steps = np.array([r["step"] for r in records])
+    fig, (loss_ax, sim_ax, rank_ax) = plt.subplots(1, 3, figsize=(18, 5))
+    losses = np.array([np.nan if r["loss"] is None else r["loss"] for r in records], dtype=float)
+    if np.isfinite(losses).any():
+        loss_ax.plot(steps, losses, marker=".", color="black")
+    else:
+        _note(loss_ax, "no loss recorded")
+    loss_ax.set(title="training loss (lower is better)", xlabel="step", ylabel="mean loss since the previous record")
+    pairs = [(a, b) for a, b, *_ in records[-1]["pairs"]]
+    for a, b in pairs:
+        found = [next((p for p in r["pairs"] if (p[0], p[1]) == (a, b)), None) for r in records]
+        sims = [np.nan if p is None else p[2] for p in found]
+        ranks = [np.nan if p is None or len(p) < 4 else p[3] for p in found]  # records before ranks were kept
+        means = [np.nan if p is None or len(p) < 5 else p[4] for p in found]
+        line, = sim_ax.plot(steps, sims, marker=".", label=f"{a} ~ {b}")
+        sim_ax.plot(steps, means, linestyle=":", color=line.get_color(), label=f"{a} ~ all words (mean)")
+        rank_ax.plot(steps, ranks, marker=".", label=f"{b} among {a}'s neighbours")
+    sim_ax.set(title="cosine with the expected neighbour (solid) and with all words (dotted)", xlabel="step",
+               ylabel="cosine")
+    rank_ax.set(title="rank of the expected neighbour (1: the nearest)", xlabel="step", ylabel="rank")
+    if pairs:
+        rank_ax.set_yscale("log")
+        rank_ax.invert_yaxis()  # up is better, as on the cosine panel
+        rank_ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+        for ax in (sim_ax, rank_ax):
+            ax.legend(fontsize=8, loc="best")
+    else:
+        for ax in (sim_ax, rank_ax):
+            _note(ax, "no pair recorded: give probe_words\nas word~expected (king~queen)")
+    for epoch, step in epoch_ends(directory, records):
+        for ax in (loss_ax, sim_ax, rank_ax):
+            ax.axvline(step, color="grey", linestyle=":", linewidth=1)
+            ax.annotate(f"epoch {epoch}", (step, 1), xycoords=("data", "axes fraction"), rotation=90,
+                        ha="right", va="top", fontsize=7, color="grey")
+    fig.tight_layout()
+    return fig
+
+
+def _note(ax, text: str) -> None:
+    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, color="grey")
+
+
 def format_probes(records: list[dict[str, Any]], topn: int = 5) -> str:
-    """The neighbours and pair similarities of the first and last record, as text."""
+    """The neighbours, pair cosines and ranks of the first and last record, as text."""
     first, last = records[0], records[-1]
     lines = [f"{len(records)} records, steps {first['step']} to {last['step']}"]
     for word, neighbours in last["neighbours"].items():
         now = ", ".join(f"{w} {s:.3f}" for w, s in neighbours[:topn])
         before = ", ".join(w for w, _ in first["neighbours"].get(word, [])[:topn])
         lines.append(f"  {word}: {now}   (step {first['step']}: {before})")
-    for (a, b, now), (_, _, before) in zip(last["pairs"], first["pairs"]):
-        lines.append(f"  {a} ~ {b}: {now:.3f}   (step {first['step']}: {before:.3f})")
+    earlier = {(p[0], p[1]): p for p in first["pairs"]}
+    for a, b, cosine, *rank in last["pairs"]:
+        was = earlier.get((a, b))
+        now = f"cosine {cosine:.3f}" + (f", rank {rank[0]}" if rank else "")
+        now += f" (mean with all words {rank[1]:.3f})" if len(rank) > 1 else ""
+        before = "" if was is None else f"   (step {first['step']}: cosine {was[2]:.3f}" + (
+            f", rank {was[3]})" if len(was) > 3 else ")")
+        lines.append(f"  {a} ~ {b}: {now}{before}")
     return "\n".join(lines)

@@ -31,6 +31,9 @@ from w2vdist.errors import RunDirBusy, RunDirError, write_failure, writing
 
 MANIFEST = "manifest.json"
 STAGING = "_staging"
+EPOCHS_FILE = Path("train") / "metrics.jsonl"  # one JSON line per finished epoch, appended by the training loop
+PROBES_DIR = "probes"  # the training probes: PROBES_DIR/PROBES_FILE (w2vdist.probes)
+PROBES_FILE = "probes.jsonl"
 LOCK = ".lock"
 
 

@@ -27,7 +27,7 @@ import pyarrow.parquet as pq
 
 from w2vdist.errors import CheckpointError, ConfigError, RunDirError, writing
 from w2vdist import rundir
-from w2vdist.rundir import RunDir
+from w2vdist.rundir import PROBES_DIR, PROBES_FILE, RunDir
 from w2vdist.train import checkpoints as ckpt
 from w2vdist.train.loop import DIVERGED_FILE, METRICS_FILE, WORKERS_DIR
 from w2vdist.train.plan import TrainPlan, read_vocabulary
@@ -75,6 +75,7 @@ def prepare(plan: TrainPlan, resume: bool, checkpoint_root: Path) -> Path | None
         shutil.rmtree(checkpoint_root, ignore_errors=True)
         shutil.rmtree(train_dir / WORKERS_DIR, ignore_errors=True)
         (train_dir / METRICS_FILE).unlink(missing_ok=True)
+        (run.path / PROBES_DIR / PROBES_FILE).unlink(missing_ok=True)  # a fresh start's probes begin anew
     train_dir.mkdir(exist_ok=True)
     run.abandon(run.begin(STAGE))  # marks the stage incomplete until finish() commits
     return folder
