@@ -1,7 +1,11 @@
-"""`w2vdist pipeline` as a scheduler sees it: exit codes, one summary line, stages skipped when up to date."""
+"""`w2vdist pipeline` as a new user and a scheduler see it: the first run of conf/local.yaml (score, pictures, probes,
+the README's queries), exit codes, one summary line, stages skipped when up to date, settings checked before any
+work, MLflow runs only for work done."""
 
 import json
 import os
+import re
+import shlex
 import subprocess
 import sys
 
@@ -9,80 +13,76 @@ import pytest
 from gensim.models import KeyedVectors
 
 from tests.conftest import REPO, ListenerWatch, is_loopback, spark_test_conf
+from w2vdist.cli import main
 
-ANALOGIES = """: capitals
-paris france rome italy
-berlin germany madrid spain
-: family
-king queen man woman
-"""
+RAY_CHATTER = ["PreemptionWatcher", "Reporting training result", "Checkpoint successfully created",
+               "Requesting resources", "Started training worker group"]
 
 
-def pipeline(config, *overrides, watch_listeners=False):
-    process = subprocess.Popen([sys.executable, "-m", "w2vdist.cli", "pipeline", str(config), *overrides],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
+def pipeline(*args, cwd=REPO, watch_listeners=False):
+    process = subprocess.Popen([sys.executable, "-m", "w2vdist.cli", "pipeline", *map(str, args)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd)
     watch = ListenerWatch(process.pid) if watch_listeners else None
     out, err = process.communicate(timeout=600)
     result = process.returncode, out.strip().splitlines(), err
     return (*result, watch.stop()) if watch else result
 
 
-@pytest.fixture(scope="module")
-def setup(tmp_path_factory):
-    root = tmp_path_factory.mktemp("pipeline")
-    (root / "analogies.txt").write_text(ANALOGIES)
-    config = root / "small.yaml"
-    config.write_text(json.dumps({
-        "input": [str(REPO / "w2vdist" / "data" / "sample_corpus.txt.gz")], "out": str(root / "run"),
-        "spark_master": "local[2]", "spark_conf": spark_test_conf(), "dim": 16, "epochs": 1, "phrase_passes": 1,
-        "export_formats": ["word2vec", "word2vec-binary"], "eval_analogies": str(root / "analogies.txt"),
-        "num_workers": 1, "use_gpu": False, "tracking": True}))
-    *result, listeners = pipeline(config, watch_listeners=True)
-    return root, config, tuple(result), listeners
-
-
-def test_pipeline_runs_every_stage_then_skips_what_is_up_to_date(setup):
-    root, config, (code, out, err), _ = setup
-    assert code == 0, err
-    assert len(out) == 1 and out[0].startswith("w2vdist pipeline OK")
-    for stage in ("preprocess done", "train done", "export done", "evaluate done"):
-        assert stage in out[0]
-    assert "analogy_accuracy" in out[0]
-    manifest = json.loads((root / "run" / "manifest.json").read_text())
-    assert all(manifest["stages"][s]["completed"] for s in ("preprocess", "train", "export", "evaluate"))
-    vectors = KeyedVectors.load_word2vec_format(str(root / "run" / "export" / "vectors.bin"), binary=True)
-    assert vectors.vector_size == 16 and "paris" in vectors
-    results = json.loads((root / "run" / "eval" / "evaluation.json").read_text())
-    assert results["analogy"]["total"] + results["analogy"]["oov"] == 3
-    assert_tracked(root / "run", epochs=1)
-
-    code, out, err = pipeline(config)
-    assert code == 0, err
-    assert out[0].count("skipped") == 4, out[0]
-
-    code, out, err = pipeline(config, "export_formats=[npy]")
-    assert code == 0, err
-    assert "train skipped" in out[0] and "export done" in out[0] and "evaluate skipped" in out[0]
-    assert (root / "run" / "export" / "vectors.npy").exists() and not (root / "run" / "export" / "vectors.bin").exists()
-
-
-def assert_tracked(run_dir, epochs):
+def mlflow_runs(run_dir):
     os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri=(run_dir / "mlruns").resolve().as_uri())
     experiment = client.get_experiment_by_name("w2vdist")
-    run = client.search_runs([experiment.experiment_id])[0]
-    assert run.data.params["dim"] == "16" and run.data.params["window"] == "5"
-    losses = client.get_metric_history(run.info.run_id, "loss")
-    assert [m.step for m in losses] == list(range(1, epochs + 1))
-    assert run.data.metrics["preprocess_vocab_size"] > 0 and "analogy_accuracy" in run.data.metrics
-    artifacts = {a.path for folder in ("export", "eval") for a in client.list_artifacts(run.info.run_id, folder)}
-    assert {"export/vectors.bin", "export/vectors.txt", "eval/evaluation.json"} <= artifacts
+    return client, client.search_runs([experiment.experiment_id], order_by=["attributes.start_time ASC"])
 
 
-def test_a_local_run_listens_on_loopback_only(setup):
-    *_, (code, _, err), listeners = setup
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory):
+    """conf/local.yaml as the README's first command runs it, on test-sized Spark, with tracking."""
+    root = tmp_path_factory.mktemp("pipeline")
+    spark = root / "spark.yaml"
+    spark.write_text(json.dumps({"spark_master": "local[2]", "spark_conf": spark_test_conf()}))
+    *result, listeners = pipeline("conf/local.yaml", "--config", spark, f"out={root / 'run'}", "tracking=true",
+                                  watch_listeners=True)
+    return root, spark, tuple(result), listeners
+
+
+def test_the_first_run_convinces(first_run):
+    root, _, (code, out, err), _ = first_run
+    assert code == 0, err
+    assert len(out) == 1 and out[0].startswith("w2vdist pipeline OK"), out
+    for stage in ("preprocess done", "train done", "export done", "evaluate done", "plot done"):
+        assert stage in out[0]
+    score = re.search(r"analogy_accuracy (\d+\.\d)% \((\d+)/(\d+)\)", out[0])
+    assert score and float(score.group(1)) >= 60.0, out[0]
+    results = json.loads((root / "run" / "eval" / "evaluation.json").read_text())
+    assert results["analogy"]["total"] == int(score.group(3)) == 792 and results["analogy"]["oov"] == 0
+    pictures = {p.name for p in (root / "run" / "plots").iterdir()}
+    assert pictures == {"countries-capitals.png", "countries-capitals.html", "male-female.png", "male-female.html",
+                        "probes.png", "evaluation.png"}
+    probes = [json.loads(line) for line in (root / "run" / "probes" / "probes.jsonl").read_text().splitlines()]
+    first, last = probes[0]["pairs"], probes[-1]["pairs"]
+    assert [p[:2] for p in last] == [["king", "queen"], ["man", "woman"], ["paris", "france"],
+                                     ["new_york", "los_angeles"]]
+    assert all(after[3] <= before[3] for before, after in zip(first, last))  # expected neighbours came nearer
+    assert last[2][3] == 1  # france is paris's nearest word
+    for chatter in RAY_CHATTER:
+        assert chatter not in err, f"Ray's '{chatter}' line reached the user's terminal"
+    vectors = KeyedVectors.load_word2vec_format(str(root / "run" / "export" / "vectors.bin"), binary=True)
+    assert "paris" in vectors and "new_york" in vectors
+    client, runs = mlflow_runs(root / "run")
+    assert len(runs) == 1 and runs[0].info.status == "FINISHED"
+    assert runs[0].data.params["probe_words"] == json.dumps(["king~queen", "man~woman", "paris~france",
+                                                             "new_york~los_angeles"])
+    assert [m.step for m in client.get_metric_history(runs[0].info.run_id, "loss")] == [1, 2, 3, 4, 5]
+    artifacts = {a.path for folder in ("export", "eval", "plots")
+                 for a in client.list_artifacts(runs[0].info.run_id, folder)}
+    assert {"export/vectors.bin", "export/vectors.bin.vocab", "eval/evaluation.json", "plots/probes.png"} <= artifacts
+
+
+def test_a_local_run_listens_on_loopback_only(first_run):
+    *_, (code, _, err), listeners = first_run
     assert code == 0, err
     names = {name for _, _, name, _ in listeners}
     assert {"gcs_server", "raylet", "java"} <= names, names  # Ray's and Spark's servers were seen
@@ -90,12 +90,105 @@ def test_a_local_run_listens_on_loopback_only(setup):
     assert not beyond, f"listening beyond 127.0.0.0/8: {beyond}"
 
 
-def test_a_failing_stage_is_reported_and_earlier_stages_stay_complete(setup):
-    root, config, (code, _, err), _ = setup
+def _readme_queries():
+    """The `$ w2vdist ...` commands of the README's first-run block, each with the output the README shows."""
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    block = re.search(r"<!-- first-run queries -->\s*```console\n(.*?)```", text, re.S).group(1)
+    queries = []
+    for line in block.splitlines():
+        if line.startswith("$ "):
+            queries.append((shlex.split(line[2:])[1:], []))
+        elif line.strip():
+            queries[-1][1].append(line)
+    return queries
+
+
+def test_the_readmes_queries_give_the_answers_it_shows(first_run, capsys):
+    root, _, (code, _, err), _ = first_run
     assert code == 0, err
-    code, out, err = pipeline(config, "eval_analogies=" + str(root / "missing.txt"))
+    queries = _readme_queries()
+    assert len(queries) >= 4
+    for argv, shown in queries:
+        argv = [str(root / "run") if word == "runs/sample" else word for word in argv]
+        capsys.readouterr()
+        assert main(argv) == 0, argv
+        printed = capsys.readouterr().out.splitlines()
+        assert [line for line in printed if not line.startswith("  ")] == [
+            line for line in shown if not line.startswith("  ")], argv  # the headings: the queries as looked up
+        ours = [line.split()[0] for line in printed if line.startswith("  ")]
+        theirs = [line.split()[0] for line in shown if line.startswith("  ")]
+        # The best answer as shown; the others as a set: near-equal scores may swap places between versions.
+        assert ours[0] == theirs[0] and sorted(ours) == sorted(theirs), (argv, ours, theirs)
+
+
+def test_a_rerun_skips_everything_and_logs_no_new_mlflow_run(first_run):
+    root, spark, (code, _, err), _ = first_run
+    assert code == 0, err
+    code, out, err = pipeline("conf/local.yaml", "--config", spark, f"out={root / 'run'}", "tracking=true")
+    assert code == 0, err
+    assert out[0].count("skipped") == 5, out[0]
+    assert "no new MLflow run" in err
+    assert len(mlflow_runs(root / "run")[1]) == 1
+
+    code, out, err = pipeline("conf/local.yaml", "--config", spark, f"out={root / 'run'}", "tracking=true",
+                              "export_formats=[npy]")
+    assert code == 0, err
+    assert "train skipped" in out[0] and "export done" in out[0] and "evaluate skipped" in out[0]
+    assert (root / "run" / "export" / "vectors.npy").exists()
+    assert not (root / "run" / "export" / "vectors.bin").exists()
+    assert len(mlflow_runs(root / "run")[1]) == 2  # work was done: a new MLflow run
+
+
+@pytest.mark.parametrize("settings, words", [
+    (["dim=101", "num_workers=2"], ["'dim' (101) must be divisible by 'num_workers' (2)"]),
+    (["eval_analogies=nowhere/questions.txt"], ["evaluation file 'nowhere/questions.txt' does not exist"]),
+    (["plot_lists=[nowhere.txt]", "input=[nowhere/corpus.txt]"],
+     ["input 'nowhere/corpus.txt' does not exist", "word list 'nowhere.txt' does not exist"]),
+])
+def test_bad_settings_stop_the_pipeline_before_any_work(tmp_path, capsys, settings, words):
+    out = tmp_path / "run"
+    code = main(["pipeline", "--sample", f"out={out}", *settings])
+    captured = capsys.readouterr()
     assert code == 2
-    assert out[-1].startswith("w2vdist pipeline FAILED at evaluate") and "missing.txt" in out[-1]
-    assert "train skipped" in out[-1]
-    manifest = json.loads((root / "run" / "manifest.json").read_text())
-    assert all(manifest["stages"][s]["completed"] for s in ("preprocess", "train", "export"))
+    lines = captured.out.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"w2vdist pipeline FAILED at settings: {out}: | the pipeline "
+                                                   f"cannot start:")
+    for word in words:
+        assert word in lines[0] and word in captured.err
+    assert not out.exists()  # not even the run directory
+
+
+def test_tracking_without_mlflow_is_found_before_any_work(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "mlflow", None)  # what an install without the extra has: import fails
+    code = main(["pipeline", "--sample", f"out={tmp_path / 'run'}", "tracking=true"])
+    assert code == 2
+    out = capsys.readouterr().out
+    assert "FAILED at settings" in out and "pip install 'w2vdist[mlflow]'" in out
+    assert not (tmp_path / "run").exists()
+
+
+def test_the_sample_profile_ships_in_the_wheel(tmp_path):
+    """An installed wheel runs `w2vdist pipeline --sample` from anywhere: profiles and sample data inside it."""
+    import zipfile
+
+    build = tmp_path / "build"
+    build.mkdir()
+    subprocess.run(["cp", "-r", str(REPO / "pyproject.toml"), str(REPO / "README.md"), str(REPO / "w2vdist"),
+                    str(build)], check=True)
+    subprocess.run([sys.executable, "-m", "pip", "wheel", ".", "--no-deps", "--no-build-isolation", "-q", "-w",
+                    "dist"], cwd=build, check=True, capture_output=True)
+    wheel = next((build / "dist").glob("w2vdist-*.whl"))
+    installed = tmp_path / "site"
+    zipfile.ZipFile(wheel).extractall(installed)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    script = ("import w2vdist, sys; from w2vdist.config import SAMPLE_PROFILE, load_config; "
+              "from w2vdist.pipeline import check; config = load_config([SAMPLE_PROFILE]); check(config); "
+              "print(w2vdist.__file__); print(config.input[0])")
+    done = subprocess.run([sys.executable, "-c", script], cwd=elsewhere, capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(installed)})
+    assert done.returncode == 0, done.stderr
+    package, corpus = done.stdout.splitlines()
+    assert package.startswith(str(installed)) and corpus.startswith(str(installed)) and os.path.isfile(corpus)
+    code, out, err = pipeline("--sample", "dim=101", "num_workers=2", cwd=elsewhere)  # --sample from anywhere
+    assert code == 2 and "'dim' (101)" in out[0]

@@ -13,8 +13,9 @@ from typing import Callable
 
 log = logging.getLogger("w2vdist")
 
-VECTORS_HELP = ("a run directory (its vectors/), or a vector file: word2vec text or binary, GloVe text, Parquet, "
-                ".npy (format detected from the file)")
+VECTORS_HELP = ("a run directory (its vectors/; queries are then tokenized as its corpus was: 'New York' finds "
+                "new_york), or a vector file: word2vec text or binary, GloVe text, Parquet, .npy (format detected "
+                "from the file)")
 
 
 def _positive_int(text: str) -> int:
@@ -27,10 +28,10 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _vectors_args(parser: argparse.ArgumentParser, name: str = "VECTORS") -> None:
+def _vectors_args(parser: argparse.ArgumentParser) -> None:
     from w2vdist.formats import NONFINITE, READ_FORMATS
 
-    parser.add_argument("vectors", metavar=name, help=VECTORS_HELP)
+    parser.add_argument("vectors", metavar="VECTORS", help=VECTORS_HELP)
     parser.add_argument("--input-format", choices=READ_FORMATS, help="read VECTORS in this format instead of "
                                                                      "detecting it")
     parser.add_argument("--nonfinite", choices=NONFINITE, default="error",
@@ -56,10 +57,14 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help="write trained vectors as word2vec text/binary, Parquet or NumPy",
                        description="Write the vectors of a run directory (or convert any vector file) to PATH. "
                                    "word2vec and word2vec-binary load with gensim's "
-                                   "KeyedVectors.load_word2vec_format; parquet has columns word, count, vector; "
-                                   "npy writes PATH (a .npy matrix) and PATH's NAME.vocab.tsv (word<TAB>count).")
-    _vectors_args(p, "RUN_DIR")
-    p.add_argument("--format", required=True, choices=WRITE_FORMATS, help="the output format")
+                                   "KeyedVectors.load_word2vec_format (binary=True for the second), their counts "
+                                   "go to PATH.vocab, gensim's fvocab; a PATH ending in .gz is gzipped. parquet "
+                                   "has columns word, count, vector; npy writes PATH (a .npy matrix) and "
+                                   "NAME.vocab.tsv beside it (word<TAB>count). Example: w2vdist export runs/sample "
+                                   "--out sample.txt.gz")
+    _vectors_args(p)
+    p.add_argument("--format", choices=WRITE_FORMATS, help="the output format (default: by PATH's extension: "
+                                                           ".txt, .bin, .parquet, .npy; .txt.gz, .bin.gz)")
     p.add_argument("--out", required=True, metavar="PATH", help="the output file")
     p.add_argument("--normalize", action="store_true", help="scale every vector to unit length")
     p.set_defaults(handler=_run_export)
@@ -81,8 +86,8 @@ def _add_similar(sub: argparse._SubParsersAction) -> None:
                        description="Print the nearest words of each WORD (cosine similarity), all queries in one "
                                    "batch. Example: w2vdist similar runs/wiki france new_york")
     _vectors_args(p)
-    p.add_argument("words", nargs="+", metavar="WORD", help="words to look up (phrases keep their connector: "
-                                                             "new_york)")
+    p.add_argument("words", nargs="+", metavar="WORD", help="words to look up: new_york, or \"New York\" "
+                                                             "for the vectors of a run directory")
     p.add_argument("--topn", type=_positive_int, default=10, help="neighbours per word (default: 10)")
     _restrict_arg(p, None, "search")
     p.set_defaults(handler=_run_similar)
@@ -91,9 +96,15 @@ def _add_similar(sub: argparse._SubParsersAction) -> None:
 def _run_similar(args: argparse.Namespace) -> int:
     vectors = _load(args)
     for word, neighbours in zip(args.words, vectors.neighbours(args.words, args.topn, args.restrict_vocab)):
-        print(word)
+        print(_as_looked_up(vectors, word))
         print(_format_ranking(neighbours))
     return 0
+
+
+def _as_looked_up(vectors, word: str) -> str:
+    """The query, and the vocabulary word the run's tokenizer made of it when that is another."""
+    found = vectors.index_to_key[vectors.get_index(word)]
+    return word if found == word else f"{word} ({found})"
 
 
 def _format_ranking(ranking: list[tuple[str, float]]) -> str:
@@ -105,11 +116,12 @@ def _format_ranking(ranking: list[tuple[str, float]]) -> str:
 def _add_analogy(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("analogy", help="A is to B as C is to ?",
                        description="Answer the analogy A : B :: C : ? by 3CosAdd (b - a + c) or 3CosMul. "
-                                   "Example: w2vdist analogy runs/wiki man king woman")
+                                   "Example: w2vdist analogy runs/sample man king woman (man is to king as woman "
+                                   "is to queen)")
     _vectors_args(p)
-    p.add_argument("a", metavar="A")
-    p.add_argument("b", metavar="B")
-    p.add_argument("c", metavar="C")
+    p.add_argument("a", metavar="A", help="the first word of the known pair (man)")
+    p.add_argument("b", metavar="B", help="the second word of the known pair (king)")
+    p.add_argument("c", metavar="C", help="the word whose partner is asked for (woman)")
     p.add_argument("--topn", type=_positive_int, default=5, help="answers to print (default: 5)")
     p.add_argument("--method", choices=("add", "mul"), default="add",
                    help="add: 3CosAdd; mul: 3CosMul, Levy & Goldberg 2014 (default: add)")
@@ -120,7 +132,8 @@ def _add_analogy(sub: argparse._SubParsersAction) -> None:
 def _run_analogy(args: argparse.Namespace) -> int:
     vectors = _load(args)
     answers = vectors.analogy(args.a, args.b, args.c, args.topn, args.method, args.restrict_vocab)
-    print(f"{args.a} is to {args.b} as {args.c} is to")
+    a, b, c = (_as_looked_up(vectors, word) for word in (args.a, args.b, args.c))
+    print(f"{a} is to {b} as {c} is to")
     print(_format_ranking(answers))
     return 0
 
@@ -132,9 +145,10 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("evaluate", help="Google analogy accuracy and word-pair Spearman correlation",
                        description="Score the vectors on an analogy file (questions-words.txt format) and on "
                                    "word-pair files (word1 word2 score, e.g. WordSim-353), as gensim's "
-                                   "evaluate_word_analogies and evaluate_word_pairs do. Prints a table and saves "
-                                   "the results as JSON beside the vectors: RUN_DIR/eval/evaluation.json, or "
-                                   "VECTORS.eval.json for a file.")
+                                   "evaluate_word_analogies and evaluate_word_pairs do. Prints a table (n/a for a "
+                                   "section without a question in the vocabulary, a warning when less than half "
+                                   "of a file could be scored) and saves the results as JSON beside the vectors: "
+                                   "RUN_DIR/eval/evaluation.json, or VECTORS.eval.json for a file.")
     _vectors_args(p)
     p.add_argument("--analogies", metavar="FILE", help="analogy questions: ': section' lines, then 'a b c d'")
     p.add_argument("--similarity", nargs="+", default=[], metavar="FILE",
@@ -151,7 +165,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from w2vdist.errors import UsageError, writing
-    from w2vdist.evaluation import evaluate, format_table, results_path, save_results
+    from w2vdist.evaluation import coverage_warnings, evaluate, format_table, results_path, save_results
     from w2vdist.rundir import RunDir
 
     if not args.analogies and not args.similarity:
@@ -168,6 +182,9 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         except OSError as exc:
             raise UsageError(f"cannot save the results to '{saved}': {exc.strerror}") from None
     print(json.dumps(results) if args.json else format_table(results))
+    if args.json:  # the table prints them; JSON's reader sees them in the log
+        for warning in coverage_warnings(results):
+            log.warning("%s", warning)
     log.info("results saved to %s", saved)
     return 0
 
@@ -231,9 +248,10 @@ def _run_synth(args: argparse.Namespace) -> int:
 # --- probes ----------------------------------------------------------------------------------------------------
 def _add_probes(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("probes", help="show the probe words recorded during training",
-                       description="Draw RUN_DIR/probes/probes.png (the loss beside the probe words' similarity "
-                                   "to their nearest neighbours over the steps) and print the neighbours at the "
-                                   "first and last record.")
+                       description="Draw RUN_DIR/probes/probes.png (the loss, the cosine of each probe word~expected "
+                                   "pair and the rank of the expected neighbour, over the steps, with the epochs "
+                                   "marked) and print the neighbours at the first and last record. Training "
+                                   "records probes when the setting probe_words names some.")
     p.add_argument("run_dir", metavar="RUN_DIR", help="a run directory, or its probes/ folder")
     p.add_argument("--out", metavar="PNG", help="where to draw (default: probes.png beside probes.jsonl)")
     p.set_defaults(handler=_run_probes)

@@ -41,7 +41,7 @@ def spark_session(config: Config, app_name: str, submitted: bool = False) -> Ite
             if value != "":  # an unset `${VAR:-}` in a profile leaves the property to Spark
                 builder = builder.config(key, value)
     spark = builder.getOrCreate()
-    spark.sparkContext.setLogLevel("ERROR")
+    spark.sparkContext.setLogLevel("INFO" if config.log_level == "debug" else "ERROR")
     try:
         yield spark
     finally:

@@ -55,7 +55,7 @@ def run_preprocess(config: Config, spark: "SparkSession | None" = None, submitte
     if not config.out:
         raise ConfigError("setting 'out' is required: the run directory (--out RUN_DIR)")
     files = discover_inputs(config.input, config)
-    base = _base_run_record(config)
+    base = base_run_record(config)
     run = RunDir(config.out, create=True)
     with run.locked("preprocess"):
         return _run_locked(run, files, base, config, spark, submitted)
@@ -118,7 +118,7 @@ def _no_tokens_reason(config: Config) -> str:
     return "nothing matches setting 'token_pattern'"
 
 
-def _base_run_record(config: Config) -> dict[str, Any] | None:
+def base_run_record(config: Config) -> dict[str, Any] | None:
     """Which trained run a retraining starts from; checked before any work."""
     if not config.base_run:
         return None

@@ -48,10 +48,10 @@ def _run_train(config: Config) -> dict[str, Any] | None:
         stage.check_resumable(plan, checkpoint_root)
 
     import ray
-    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train import CheckpointConfig, FailureConfig, LoggingConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
-    started_here = _connect(config.ray_address)
+    started_here = _connect(config.ray_address, config.log_level)
     try:
         use_gpu, cpus_per_worker = _resources(config, ray.cluster_resources())
         restore_from = stage.prepare(plan, config.resume, checkpoint_root)
@@ -60,7 +60,7 @@ def _run_train(config: Config) -> dict[str, Any] | None:
                  f"{plan.vocab_size:,}", f"{plan.raw_tokens:,}", config.epochs)
         trainer = TorchTrainer(
             _worker,
-            train_loop_config={"plan": plan, "threads": cpus_per_worker,
+            train_loop_config={"plan": plan, "threads": cpus_per_worker, "log_level": config.log_level,
                                "restore_from": restore_from and str(restore_from)},
             torch_config=_torch_config("nccl" if use_gpu else "gloo", loopback=_all_on_loopback(ray.nodes())),
             scaling_config=ScalingConfig(num_workers=config.num_workers, use_gpu=use_gpu,
@@ -68,7 +68,10 @@ def _run_train(config: Config) -> dict[str, Any] | None:
                                                                                           else {})}),
             run_config=RunConfig(name=stage.RAY_CHECKPOINTS, storage_path=str(checkpoint_root.parent),
                                  failure_config=FailureConfig(max_failures=config.max_failures),
-                                 checkpoint_config=CheckpointConfig(num_to_keep=ckpt.KEEP)),
+                                 checkpoint_config=CheckpointConfig(num_to_keep=ckpt.KEEP),
+                                 # Ray Train's own lines (resources requested, worker group started, every
+                                 # checkpoint) only when asked for: w2vdist logs the progress that matters.
+                                 logging_config=LoggingConfig(log_level=_ray_level(config.log_level, "WARNING"))),
         )
         try:
             result = trainer.fit()
@@ -105,20 +108,28 @@ def _worker_error(error: Exception, storage: Path) -> UsageError | None:
     return write_failure(error, storage)
 
 
-def _connect(address: str | None) -> bool:
-    """Join the given cluster, or start a local Ray on 127.0.0.1. True when this call started Ray."""
+def _connect(address: str | None, log_level: str = "info") -> bool:
+    """Join the given cluster, or start a local Ray on 127.0.0.1. True when this call started Ray.
+
+    The workers' output reaches this terminal (log_to_driver): w2vdist's progress is logged there. Ray's own
+    processes log errors only unless log_level is debug: without the dashboard (not installed with ray[train]) Ray
+    Train's placement-group cleaner warns every second that the state API is unavailable."""
     import ray
 
     if ray.is_initialized():
         return False
     address = address or os.environ.get("RAY_ADDRESS")
+    logging_config = ray.LoggingConfig(log_level=_ray_level(log_level, "ERROR"))
     if address:
-        ray.init(address=address, log_to_driver=True)
+        ray.init(address=address, log_to_driver=True, logging_config=logging_config)
     else:
-        # Ray's own processes log errors only: without the dashboard (not installed with ray[train]) Ray Train's
-        # placement-group cleaner warns every second that the state API is unavailable. Workers log at INFO.
-        start_local_ray(log_to_driver=True, logging_config=ray.LoggingConfig(log_level="ERROR"))
+        start_local_ray(log_to_driver=True, logging_config=logging_config)
     return True
+
+
+def _ray_level(log_level: str, quiet: str) -> str:
+    """The level of Ray's own loggers: everything at log_level debug, else only from `quiet` up."""
+    return "DEBUG" if log_level == "debug" else quiet
 
 
 def start_local_ray(**options: Any) -> None:
@@ -136,7 +147,10 @@ def start_local_ray(**options: Any) -> None:
     from ray._private import ray_constants
 
     env = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": os.environ.get(
-        "RAY_USAGE_STATS_ENABLED", "0")}
+        "RAY_USAGE_STATS_ENABLED", "0"),
+           # No node of a one-machine Ray is ever preempted, and Ray Train's preemption watcher prints an error
+           # line about its own restart policy at every start.
+           "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": os.environ.get("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")}
     if sys.platform.startswith("linux"):  # gloo and NCCL listen on the host name's address unless given one
         for name in ("GLOO_SOCKET_IFNAME", "NCCL_SOCKET_IFNAME"):
             env[name] = os.environ.get(name, "lo")
@@ -239,8 +253,7 @@ def _worker(config: dict[str, Any]) -> None:
     from w2vdist.logs import configure_logging
     from w2vdist.train.loop import train_loop_per_worker
 
-    configure_logging()
-    logging.getLogger("w2vdist").setLevel(logging.INFO)
+    configure_logging(config["log_level"])
     context = ray.train.get_context()
     worker = WorkerInfo(rank=context.get_world_rank(), replicas=context.get_world_size(), threads=config["threads"],
                         ray_node=ray.get_runtime_context().get_node_id())
