@@ -54,7 +54,7 @@ def test_known_words_keep_their_ids_and_new_words_follow(runs):
 def test_known_neighbourhoods_survive_and_new_words_learn_theirs(runs):
     base, newer = runs
     before, after = Vectors.from_run(base), Vectors.from_run(newer)
-    known = list(before.words)
+    known = list(before.index_to_key)
     old, new = before.unit_vectors(known), after.unit_vectors(known)
     # Started from the base rows, known words stay where they were: a run from a fresh random start would share
     # no axes with the base run (cosine about 0), and the similarity structure among known words survives.

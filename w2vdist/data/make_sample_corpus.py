@@ -140,7 +140,8 @@ def word_lists() -> dict[str, list[str]]:
 
 def main(sentences: int = 24_000, seed: int = 1) -> None:
     lines = paragraphs(sentences, seed)
-    with gzip.GzipFile(CORPUS, "wb", mtime=0) as handle:  # mtime 0: the same bytes on every run
+    # No name and mtime 0 in the gzip header: the same bytes on every run, wherever the file is written.
+    with open(CORPUS, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as handle:
         handle.write(("\n".join(lines) + "\n").encode("utf-8"))
     ANALOGIES.write_text(analogies(), encoding="utf-8")
     for name, words in word_lists().items():
