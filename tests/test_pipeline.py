@@ -65,8 +65,10 @@ def test_the_first_run_convinces(first_run):
     first, last = probes[0]["pairs"], probes[-1]["pairs"]
     assert [p[:2] for p in last] == [["king", "queen"], ["man", "woman"], ["paris", "france"],
                                      ["new_york", "los_angeles"]]
-    assert all(after[3] <= before[3] for before, after in zip(first, last))  # expected neighbours came nearer
-    assert last[2][3] == 1  # france is paris's nearest word
+    assert len(probes) >= 15  # four records an epoch: sync_every in conf/local.yaml
+    for before, after in zip(first[:3], last[:3]):  # queen, woman, france came nearer than the average word
+        assert after[2] - after[4] > before[2] - before[4] + 0.2, (before, after)
+    assert last[0][3] < first[0][3] and last[2][3] == 1  # queen rose among king's neighbours; france is paris's nearest
     for chatter in RAY_CHATTER:
         assert chatter not in err, f"Ray's '{chatter}' line reached the user's terminal"
     vectors = KeyedVectors.load_word2vec_format(str(root / "run" / "export" / "vectors.bin"), binary=True)
@@ -117,8 +119,9 @@ def test_the_readmes_queries_give_the_answers_it_shows(first_run, capsys):
             line for line in shown if not line.startswith("  ")], argv  # the headings: the queries as looked up
         ours = [line.split()[0] for line in printed if line.startswith("  ")]
         theirs = [line.split()[0] for line in shown if line.startswith("  ")]
-        # The best answer as shown; the others as a set: near-equal scores may swap places between versions.
-        assert ours[0] == theirs[0] and sorted(ours) == sorted(theirs), (argv, ours, theirs)
+        # An analogy's answer as shown; the rest as sets: near-equal scores (five American cities that share every
+        # context) swap places between versions of the trainer, and between Spark's partitionings of the corpus.
+        assert sorted(ours) == sorted(theirs) and (argv[0] != "analogy" or ours[0] == theirs[0]), (argv, ours, theirs)
 
 
 def test_a_rerun_skips_everything_and_logs_no_new_mlflow_run(first_run):
@@ -140,7 +143,9 @@ def test_a_rerun_skips_everything_and_logs_no_new_mlflow_run(first_run):
 
 
 @pytest.mark.parametrize("settings, words", [
-    (["dim=101", "num_workers=2"], ["'dim' (101) must be divisible by 'num_workers' (2)"]),
+    (["kernel=triton", "use_gpu=false"], ["setting 'kernel' is triton, which runs on CUDA GPUs, but 'use_gpu' is "
+                                           "false"]),
+    ([f"num_workers={(os.cpu_count() or 1) + 1}"], ["more workers than the local Ray will have CPUs"]),
     (["eval_analogies=nowhere/questions.txt"], ["evaluation file 'nowhere/questions.txt' does not exist"]),
     (["plot_lists=[nowhere.txt]", "input=[nowhere/corpus.txt]"],
      ["input 'nowhere/corpus.txt' does not exist", "word list 'nowhere.txt' does not exist"]),
@@ -190,5 +195,5 @@ def test_the_sample_profile_ships_in_the_wheel(tmp_path):
     assert done.returncode == 0, done.stderr
     package, corpus = done.stdout.splitlines()
     assert package.startswith(str(installed)) and corpus.startswith(str(installed)) and os.path.isfile(corpus)
-    code, out, err = pipeline("--sample", "dim=101", "num_workers=2", cwd=elsewhere)  # --sample from anywhere
-    assert code == 2 and "'dim' (101)" in out[0]
+    code, out, err = pipeline("--sample", "kernel=triton", "use_gpu=false", cwd=elsewhere)  # from anywhere
+    assert code == 2 and "setting 'kernel' is triton" in out[0]

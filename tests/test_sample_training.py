@@ -10,7 +10,7 @@ from w2vdist.preprocess.job import run_preprocess
 from w2vdist.train import local
 from w2vdist.vectors import Vectors
 
-SAMPLE = "w2vdist/data/sample_corpus.txt.gz"
+SAMPLE = "w2vdist/data/sample/corpus.txt.gz"
 
 
 def test_the_sample_corpus_trains_with_default_settings_and_pairs_countries_with_capitals(tmp_path, spark):

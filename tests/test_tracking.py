@@ -31,6 +31,8 @@ def tracker(tmp_path, monkeypatch):
 
 
 def _losses(tracker, run_id):
+    if run_id is None:  # no MLflow run yet: it starts with the first epoch
+        return []
     return [(m.step, m.value) for m in tracker.client.get_metric_history(run_id, "loss")]
 
 
@@ -48,6 +50,8 @@ def test_epochs_reach_mlflow_while_training_runs(tracker):
 
     def train():
         (run.path / EPOCHS_FILE).unlink()  # what a fresh training does first
+        time.sleep(0.3)
+        assert tracker.run_id is None  # nothing trained yet: no MLflow run (a skipped training starts none)
         for epoch, loss in enumerate([3.0, 2.5, 2.2], start=1):
             _epoch(run, epoch, loss)
             _wait_for(lambda: len(_losses(tracker, tracker.run_id)) == epoch)  # logged before the next epoch
@@ -57,6 +61,7 @@ def test_epochs_reach_mlflow_while_training_runs(tracker):
         trainer = threading.Thread(target=train)
         trainer.start()
         trainer.join()
+    assert len(seen_during_training) == 3, "the training thread failed"
     assert seen_during_training == [[(1, 3.0)], [(1, 3.0), (2, 2.5)], [(1, 3.0), (2, 2.5), (3, 2.2)]]
     run_id = tracker.run_id
     assert tracker.finish(ran=True) == run_id

@@ -158,6 +158,9 @@ def check(config: Config, stages: Sequence[str] = STAGES) -> None:
     from w2vdist.train.plan import settings_problems
 
     problems.extend(settings_problems(config))
+    if not (config.ray_address or os.environ.get("RAY_ADDRESS")) and config.num_workers > (os.cpu_count() or 1):
+        problems.append(f"setting 'num_workers' ({config.num_workers}) asks for more workers than the local Ray "
+                        f"will have CPUs ({os.cpu_count()}): lower it, or join a cluster with ray_address")
     if config.eval_analogies:
         run(lambda: read_analogies(config.eval_analogies))
     for path in config.eval_similarity:

@@ -1,6 +1,7 @@
 """Training probes: the nearest neighbours of chosen words, and how near an expected neighbour comes, over training.
 
-The trainer makes one recorder and calls `maybe_record` after every optimizer step:
+The trainer makes one recorder, and either calls `maybe_record` after every step, or `record` where it decides
+(w2vdist's training loop records every probe_every corpus words, the words trained being the step):
 
     recorder = ProbeRecorder(["king~queen", "paris"], vocabulary, every=1000, out_dir=run_dir / "probes")
     for step in ...:
@@ -13,7 +14,7 @@ The trainer makes one recorder and calls `maybe_record` after every optimizer st
 - `vocabulary`: the words in id order (row i of the input matrix is vocabulary[i]).
 - `loss`: a float or None; a record stores the mean of the losses passed since the previous record.
 - `get_input_matrix()`: returns the V x D input vectors (numpy or torch, any device; gather a sharded table first).
-- `record(step, matrix, loss=None)` records unconditionally, e.g. once more after the last step.
+- `record(step, matrix, loss=None)` records unconditionally (and `loss` counts in the record's mean).
 
 Each record is one JSON line appended to OUT_DIR/probes.jsonl:
 
@@ -45,6 +46,7 @@ from w2vdist.errors import RunDirError, UnknownWordsError
 from w2vdist.rundir import EPOCHS_FILE, PROBES_DIR, PROBES_FILE
 
 PROBES_PLOT = "probes.png"
+STEP_LABEL = "words trained"  # what the training loop passes as a record's step
 
 
 class ProbeRecorder:
@@ -208,7 +210,7 @@ def probe_figure(directory: str | os.PathLike):
         loss_ax.plot(steps, losses, marker=".", color="black")
     else:
         _note(loss_ax, "no loss recorded")
-    loss_ax.set(title="training loss (lower is better)", xlabel="step", ylabel="mean loss since the previous record")
+    loss_ax.set(title="training loss (lower is better)", xlabel=STEP_LABEL, ylabel="mean loss since the previous record")
     pairs = [(a, b) for a, b, *_ in records[-1]["pairs"]]
     for a, b in pairs:
         found = [next((p for p in r["pairs"] if (p[0], p[1]) == (a, b)), None) for r in records]
@@ -218,9 +220,9 @@ def probe_figure(directory: str | os.PathLike):
         line, = sim_ax.plot(steps, sims, marker=".", label=f"{a} ~ {b}")
         sim_ax.plot(steps, means, linestyle=":", color=line.get_color(), label=f"{a} ~ all words (mean)")
         rank_ax.plot(steps, ranks, marker=".", label=f"{b} among {a}'s neighbours")
-    sim_ax.set(title="cosine with the expected neighbour (solid) and with all words (dotted)", xlabel="step",
+    sim_ax.set(title="cosine with the expected neighbour (solid) and with all words (dotted)", xlabel=STEP_LABEL,
                ylabel="cosine")
-    rank_ax.set(title="rank of the expected neighbour (1: the nearest)", xlabel="step", ylabel="rank")
+    rank_ax.set(title="rank of the expected neighbour (1: the nearest)", xlabel=STEP_LABEL, ylabel="rank")
     if pairs:
         rank_ax.set_yscale("log")
         rank_ax.invert_yaxis()  # up is better, as on the cosine panel
