@@ -57,9 +57,9 @@ def test_an_export_to_a_full_disk_is_one_line_and_leaves_no_file(tmp_path, monke
     source = tmp_path / "vectors.txt"
     Vectors(WORDS, MATRIX).save(source, "word2vec")
 
-    def full(table, path):
-        path.write_bytes(b"half a fi")
-        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+    def full(table, handle):  # the writer gets the open (temporary) file
+        handle.write(b"half a fi")
+        raise OSError(errno.ENOSPC, "No space left on device", handle.name)
 
     monkeypatch.setattr("w2vdist.formats._write_word2vec_binary", full)
     out = tmp_path / "out" / "vectors.bin"
