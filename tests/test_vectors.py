@@ -128,21 +128,26 @@ def test_to_gensim_and_back(kv, vectors):
     assert Vectors.from_gensim(bare).counts is None and Vectors.from_gensim(bare).to_gensim().index_to_key == ["a", "b"]
 
 
-def test_queries_go_through_the_runs_tokenizer(tmp_path):
-    rng = np.random.default_rng(2)
-    words = ["new_york", "new", "york", "paris", "café", "los_angeles"]
-    run = write_run_dir(tmp_path / "run", words, np.arange(6, 0, -1), rng.normal(size=(6, 8)))
+def run_dir_with_tokenizer(tmp_path, words, seed):
+    """A run directory of random vectors whose manifest names the tokenizer preprocess used."""
+    rng = np.random.default_rng(seed)
+    run = write_run_dir(tmp_path / "run", words, np.arange(len(words), 0, -1), rng.normal(size=(len(words), 8)))
     manifest = json.loads((run / "manifest.json").read_text())
     manifest["stages"]["preprocess"]["config"] = {"lowercase": True, "token_pattern": DEFAULT_TOKEN_PATTERN,
                                                   "ascii_fold": False, "numbers": "keep", "number_token": "<num>",
                                                   "phrase_connector": "_"}
     (run / "manifest.json").write_text(json.dumps(manifest))
+    return run
+
+
+def test_queries_go_through_the_runs_tokenizer(tmp_path):
+    run = run_dir_with_tokenizer(tmp_path, ["new_york", "new", "york", "paris", "café", "los_angeles"], seed=2)
     vectors = Vectors.from_run(run)
     assert vectors.get_index("New York") == 0 and vectors.get_index("PARIS") == 3 and "Los  Angeles" in vectors
     assert vectors.get_index("new") == 1  # a word of the vocabulary is taken as it is
     assert [w for w, _ in vectors.most_similar("New York", topn=6)] == [
         w for w, _ in vectors.most_similar("new_york", topn=6)]
-    bare = Vectors(words, vectors.vectors)  # no run, no tokenizer: a hint instead
+    bare = Vectors(vectors.index_to_key, vectors.vectors)  # no run, no tokenizer: a hint instead
     with pytest.raises(UnknownWordsError, match="'New York' .did you mean 'new_york'.") as caught:
         bare.most_similar("New York")
     with pytest.raises(UnknownWordsError, match="'Paris' .did you mean 'paris'."):
@@ -151,14 +156,7 @@ def test_queries_go_through_the_runs_tokenizer(tmp_path):
 
 
 def test_similar_prints_the_word_a_query_became(tmp_path, capsys):
-    rng = np.random.default_rng(3)
-    words = ["new_york", "paris", "rome", "berlin"]
-    run = write_run_dir(tmp_path / "run", words, np.arange(4, 0, -1), rng.normal(size=(4, 8)))
-    manifest = json.loads((run / "manifest.json").read_text())
-    manifest["stages"]["preprocess"]["config"] = {"lowercase": True, "token_pattern": DEFAULT_TOKEN_PATTERN,
-                                                  "ascii_fold": False, "numbers": "keep", "number_token": "<num>",
-                                                  "phrase_connector": "_"}
-    (run / "manifest.json").write_text(json.dumps(manifest))
+    run = run_dir_with_tokenizer(tmp_path, ["new_york", "paris", "rome", "berlin"], seed=3)
     assert main(["similar", str(run), "New York", "--topn", "2"]) == 0
     assert capsys.readouterr().out.splitlines()[0] == "New York (new_york)"
 

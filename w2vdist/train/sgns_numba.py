@@ -72,6 +72,29 @@ def _noise(bits, alias_threshold, alias, vocab):  # pragma: no cover - compiled
     return np.int64(alias[column])
 
 
+@njit(inline="always", fastmath=_FASTMATH)
+def _coefficient(row_in, row_out, positive, lr):  # pragma: no cover - compiled
+    """The pair's (label - sigmoid(dot)) * lr, and the signed dot whose -log sigmoid is its loss."""
+    dot = np.float32(0.0)
+    for d in range(row_in.shape[0]):
+        dot += row_in[d] * row_out[d]
+    dot = min(max(dot, np.float32(-MAX_DOT)), np.float32(MAX_DOT))
+    label = np.float32(1.0) if positive else np.float32(0.0)
+    return (label - np.float32(1.0) / (np.float32(1.0) + np.exp(-dot))) * lr, dot if positive else -dot
+
+
+@njit(inline="always")
+def _loss(signed):  # pragma: no cover - compiled
+    """-log sigmoid(signed), without overflow."""
+    return math.log1p(math.exp(-abs(signed))) + max(-signed, 0.0)
+
+
+@njit(inline="always", fastmath=_FASTMATH)
+def _add_scaled(target, scale, source):  # pragma: no cover - compiled
+    for d in range(target.shape[0]):
+        target[d] += scale * source[d]
+
+
 @njit(nogil=True, fastmath=_FASTMATH, cache=True, boundscheck=False)
 def train_part(inp, out, words, positions, word_chunk, chunk_start, chunk_end, chunk_key, first, last, total,
                alias_threshold, alias, slots, window, negative, shared, lr_start, lr_end, loss_sample):  # pragma: no cover
@@ -133,43 +156,24 @@ def train_part(inp, out, words, positions, word_chunk, chunk_start, chunk_end, c
                 if k > 0 and target == word:
                     coefficient[a, k] = 0.0
                     continue
-                row_out = out[target]
-                dot = np.float32(0.0)
-                for d in range(dim):
-                    dot += row_in[d] * row_out[d]
-                dot = min(max(dot, np.float32(-MAX_DOT)), np.float32(MAX_DOT))
-                label = np.float32(1.0) if k == 0 else np.float32(0.0)
-                coefficient[a, k] = (label - np.float32(1.0) / (np.float32(1.0) + np.exp(-dot))) * lr
+                coefficient[a, k], signed = _coefficient(row_in, out[target], k == 0, lr)
                 if sampled:
-                    signed = dot if k == 0 else -dot
-                    loss_sum += math.log1p(math.exp(-abs(signed))) + max(-signed, 0.0)
+                    loss_sum += _loss(signed)
         if sampled:
             loss_pairs += n
         pairs += n
         # every dot of the window was taken above; now the updates, each from the rows as they were before
         for a in range(n):
-            grad = gradient[a]
-            for d in range(dim):
-                grad[d] = 0.0
+            gradient[a, :] = 0.0
             for k in range(targets_per):
-                g = coefficient[a, k]
-                if g != 0.0:
-                    row_out = out[targets[a, k]]
-                    for d in range(dim):
-                        grad[d] += g * row_out[d]
+                if coefficient[a, k] != 0.0:
+                    _add_scaled(gradient[a], coefficient[a, k], out[targets[a, k]])
         for a in range(n):
-            row_in = inp[contexts[a]]
             for k in range(targets_per):
-                g = coefficient[a, k]
-                if g != 0.0:
-                    row_out = out[targets[a, k]]
-                    for d in range(dim):
-                        row_out[d] += g * row_in[d]
+                if coefficient[a, k] != 0.0:
+                    _add_scaled(out[targets[a, k]], coefficient[a, k], inp[contexts[a]])
         for a in range(n):
-            row_in = inp[contexts[a]]
-            grad = gradient[a]
-            for d in range(dim):
-                row_in[d] += grad[d]
+            _add_scaled(inp[contexts[a]], np.float32(1.0), gradient[a])
     return pairs, loss_sum, loss_pairs
 
 
@@ -202,28 +206,17 @@ def train_pair_part(inp, out, centers, contexts, pair_keys, pair_rows, first, la
                 coefficient[k] = 0.0
                 continue
             row_out = out[target]
-            dot = np.float32(0.0)
-            for d in range(dim):
-                dot += row_in[d] * row_out[d]
-            dot = min(max(dot, np.float32(-MAX_DOT)), np.float32(MAX_DOT))
-            label = np.float32(1.0) if k == 0 else np.float32(0.0)
-            g = (label - np.float32(1.0) / (np.float32(1.0) + np.exp(-dot))) * lr
+            g, signed = _coefficient(row_in, row_out, k == 0, lr)
             coefficient[k] = g
-            for d in range(dim):
-                grad[d] += g * row_out[d]
+            _add_scaled(grad, g, row_out)
             if sampled:
-                signed = dot if k == 0 else -dot
-                loss_sum += math.log1p(math.exp(-abs(signed))) + max(-signed, 0.0)
+                loss_sum += _loss(signed)
         if sampled:
             loss_pairs += 1
         for k in range(negative + 1):
-            g = coefficient[k]
-            if g != 0.0:
-                row_out = out[targets[k]]
-                for d in range(dim):
-                    row_out[d] += g * row_in[d]
-        for d in range(dim):
-            row_in[d] += grad[d]
+            if coefficient[k] != 0.0:
+                _add_scaled(out[targets[k]], coefficient[k], row_in)
+        _add_scaled(row_in, np.float32(1.0), grad)
     return last - first, loss_sum, loss_pairs
 
 
