@@ -51,7 +51,8 @@ def test_png_and_offline_html_are_written(vector_file, lists, tmp_path, capsys, 
 def test_top_words_fill_their_own_group(vector_file, tmp_path):
     vectors = text8_vectors()
     selection = select_words(vectors, [vectors.index_to_key[500], vectors.index_to_key[3]], top=50)
-    assert selection.words[:2] == [vectors.index_to_key[500], vectors.index_to_key[3]]  # a word is drawn in its first group
+    # a word is drawn in its first group
+    assert selection.words[:2] == [vectors.index_to_key[500], vectors.index_to_key[3]]
     assert len(selection.words) == 51 and selection.groups[2:] == ["top 50"] * 49
     assert main(["plot", str(vector_file), "--top", "60", "--out", str(tmp_path / "top")]) == 0
     assert (tmp_path / "top.png").stat().st_size > 20_000

@@ -210,7 +210,8 @@ def probe_figure(directory: str | os.PathLike):
         loss_ax.plot(steps, losses, marker=".", color="black")
     else:
         _note(loss_ax, "no loss recorded")
-    loss_ax.set(title="training loss (lower is better)", xlabel=STEP_LABEL, ylabel="mean loss since the previous record")
+    loss_ax.set(title="training loss (lower is better)", xlabel=STEP_LABEL,
+                ylabel="mean loss since the previous record")
     pairs = [(a, b) for a, b, *_ in records[-1]["pairs"]]
     for a, b in pairs:
         found = [next((p for p in r["pairs"] if (p[0], p[1]) == (a, b)), None) for r in records]
