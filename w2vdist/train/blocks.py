@@ -16,6 +16,7 @@ replica trains it.
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 import time
@@ -73,11 +74,6 @@ class EpochLayout:
         return block_index / len(self.blocks)
 
 
-def blocks_per_replica(sync_every: int, replicas: int, words_per_row: float, rows_per_block: int) -> int:
-    """Blocks each replica trains between two syncs: sync_every words over all replicas."""
-    return max(1, round(sync_every / replicas / max(words_per_row * rows_per_block, 1.0)))
-
-
 @dataclass
 class CorpusBlock:
     """A block of corpus chunks, ready for corpus_windows.build_launch."""
@@ -109,7 +105,7 @@ class FileCache:
         self.columns = columns
         self.device = device
         self.convert = convert
-        self.keep_all = sum(_size(f) for f in files) * 2 <= budget_bytes
+        self.keep_all = sum(os.path.getsize(f) for f in files) * 2 <= budget_bytes
         self.cache: dict[int, Any] = {}
         self.lock = threading.Lock()
 
@@ -124,12 +120,6 @@ class FileCache:
                 self.cache.clear()
             self.cache[index] = value
         return value
-
-
-def _size(path: str) -> int:
-    import os
-
-    return os.path.getsize(path)
 
 
 def corpus_file(table: pa.Table, device: torch.device) -> tuple[np.ndarray, np.ndarray, torch.Tensor]:

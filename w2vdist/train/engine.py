@@ -9,6 +9,7 @@ takes numba on CPUs when it is installed and Triton on CUDA.
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -56,8 +57,6 @@ def _importable(module: str) -> bool:
 
 
 def _interpreted() -> bool:
-    import os
-
     return os.environ.get("TRITON_INTERPRET") == "1"
 
 

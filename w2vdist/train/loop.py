@@ -101,13 +101,13 @@ def train_loop_per_worker(plan: TrainPlan, worker: WorkerInfo, store: Checkpoint
 
     while state.epoch < settings.epochs and not state.finished:
         epoch = state.epoch
-        layout = EpochLayout(list(plan.input_rows[plan.epoch_input(epoch)]), epoch, settings.seed,
-                             plan.rows_per_block[plan.epoch_input(epoch)], group.replicas,
-                             plan.blocks_per_replica(epoch))
+        source = plan.epoch_input(epoch)  # corpus/, or this epoch's pairs draw
+        layout = EpochLayout(list(plan.input_rows[source]), epoch, settings.seed, plan.rows_per_block[source],
+                             group.replicas, plan.blocks_per_replica(epoch))
         first_round = state.next_block // layout.round_size
         progress.start_epoch(epoch, state.current)
         syncs_before, sync_s_before = group.syncs, group.sync_seconds
-        reader = ReadAhead(lambda: _read_blocks(layout, first_round, group.rank, caches[plan.epoch_input(epoch)],
+        reader = ReadAhead(lambda: _read_blocks(layout, first_round, group.rank, caches[source],
                                                 settings.pair_source))
         try:
             for round_index in range(first_round, layout.rounds):
@@ -120,7 +120,7 @@ def train_loop_per_worker(plan: TrainPlan, worker: WorkerInfo, store: Checkpoint
                         result += engine.train_corpus(data, epoch, lr_start, lr_end)
                     else:
                         result += engine.train_pairs(data, epoch, lr_start, lr_end)
-                    words += data.block.rows * plan.words_per_row[plan.epoch_input(epoch)]
+                    words += data.block.rows * plan.words_per_row[source]
                     progress.block_done(lr_end)
                 group.sync(tables)
                 words, pairs, loss_sum, loss_pairs = group.sum(
