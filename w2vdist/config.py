@@ -108,9 +108,10 @@ class Config:
     num_workers: int = _setting(1, "Ray Train workers: data-parallel replicas, each with both whole tables.", min=1)
     sync_every: int = _setting(1_000_000, "Corpus words, over all workers, between two syncs of the workers' "
                                           "tables.", min=1000)
-    sync_rule: str = _setting("changes", "How workers sync their tables: changes (the last sync's tables plus every "
-                                         "worker's change since) or average (the mean of the tables).",
-                              choices=("changes", "average"))
+    sync_rule: str = _setting("agreement", "How workers sync their tables: agreement (per row, the sum of the workers' "
+                                           "changes since the last sync, divided by how much they agree), changes "
+                                           "(the last sync's tables plus every worker's change since) or average "
+                                           "(the mean of the tables).", choices=("agreement", "changes", "average"))
     use_gpu: bool | str = _setting("auto", "Train on GPUs (NCCL) or CPUs (gloo); auto uses GPUs when Ray sees them.",
                                    choices=(True, False, "auto"))
     ray_address: str | None = _setting(None, "Ray cluster to join; null starts a local Ray on 127.0.0.1.")

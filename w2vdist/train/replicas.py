@@ -9,6 +9,11 @@ the rule of setting `sync_rule`:
               on tables a round old
     average   the mean of the replicas' tables (model averaging, as Spark MLlib does once per iteration): each
               replica's change counts 1/R, so a round moves the tables as far as one replica's share of it
+    agreement each row moves by the sum of the replicas' changes to it, divided by how much they agree:
+              s = sum_i |d_i|^2 / |sum_i d_i|^2, clipped to [1/R, 1]. Changes in unrelated directions (a row few
+              updates touched, or one replica only) add up as with `changes`; changes in one direction (a frequent
+              word that every replica moved toward the same place in its round, which R times over would overshoot
+              and diverge) are averaged. One more all-reduce, of 2 V numbers, per sync.
 
 With one replica every call is a no-op and torch.distributed is never needed.
 """
@@ -27,7 +32,7 @@ class ReplicaGroup:
         self.rule = rule
         self.sync_seconds = 0.0
         self.syncs = 0
-        self._synced: Tables | None = None   # the tables at the last sync (rule "changes")
+        self._synced: Tables | None = None   # the tables at the last sync (rules "changes" and "agreement")
 
     @classmethod
     def from_process_group(cls, rule: str) -> "ReplicaGroup":
@@ -39,7 +44,7 @@ class ReplicaGroup:
 
     def start(self, tables: Tables) -> None:
         """Remember the tables every replica starts from (identical on all: seeded, or a checkpoint)."""
-        if self.replicas > 1 and self.rule == "changes":
+        if self.replicas > 1 and self.rule != "average":
             self._synced = Tables(tables.input.clone(), tables.output.clone())
 
     def sync(self, tables: Tables) -> None:
@@ -51,17 +56,35 @@ class ReplicaGroup:
         import torch.distributed as dist
 
         started = time.perf_counter()
-        for name in ("input", "output"):
-            table = getattr(tables, name)
-            dist.all_reduce(table)
-            if self.rule == "average":
-                table.div_(self.replicas)
-            else:  # sum of replicas - (R - 1) x last sync = last sync + the sum of the changes
-                synced = getattr(self._synced, name)
-                table.sub_(synced, alpha=self.replicas - 1)
-                synced.copy_(table)
+        if self.rule == "agreement":
+            self._sync_by_agreement(tables)
+        else:
+            for name in ("input", "output"):
+                table = getattr(tables, name)
+                dist.all_reduce(table)
+                if self.rule == "average":
+                    table.div_(self.replicas)
+                else:  # sum of replicas - (R - 1) x last sync = last sync + the sum of the changes
+                    synced = getattr(self._synced, name)
+                    table.sub_(synced, alpha=self.replicas - 1)
+                    synced.copy_(table)
         self.sync_seconds += time.perf_counter() - started
         self.syncs += 1
+
+    def _sync_by_agreement(self, tables: Tables) -> None:
+        import torch.distributed as dist
+
+        changes = [tables.input.sub_(self._synced.input), tables.output.sub_(self._synced.output)]
+        own_squares = torch.cat([change.pow(2).sum(1) for change in changes])
+        for change in changes:
+            dist.all_reduce(change)
+        dist.all_reduce(own_squares)
+        rows = len(tables.input)
+        for part, (change, synced) in enumerate(zip(changes, (self._synced.input, self._synced.output))):
+            total_squares = change.pow(2).sum(1).clamp_min(torch.finfo(change.dtype).tiny)
+            scale = (own_squares[part * rows:(part + 1) * rows] / total_squares).clamp(1.0 / self.replicas, 1.0)
+            change.mul_(scale.unsqueeze(1)).add_(synced)
+            synced.copy_(change)
 
     def sum(self, values: list[float], device: torch.device) -> list[float]:
         """The sums over all replicas of a few numbers (words, pairs, loss of a round)."""

@@ -72,7 +72,7 @@ class TrainSettings:
     kernel: str                  # auto | numba | triton | torch
     pair_source: str             # corpus | pairs
     sync_every: int              # corpus words, over all replicas, between two syncs of the replicas' tables
-    sync_rule: str               # changes | average (replicas.py)
+    sync_rule: str               # agreement | changes | average (replicas.py)
     seed: int
     num_workers: int             # data-parallel replicas
     checkpoint_interval_s: float

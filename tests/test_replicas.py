@@ -1,0 +1,101 @@
+"""The replicas' sync rules (train/replicas.py), run by two gloo processes on loopback, against the rules' formulas
+computed here with NumPy from the same tables."""
+
+from __future__ import annotations
+
+import socket
+
+import numpy as np
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from w2vdist.train.engine import Tables
+from w2vdist.train.replicas import ReplicaGroup
+
+ROWS, DIM = 6, 4
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _changes(replicas: int) -> np.ndarray:
+    """Each replica's change to the input table: row 0 changed by replica 0 only, row 1 in one direction by all
+    (a frequent word), row 2 in opposite directions, rows 3-5 in unrelated directions, row 5 by nobody."""
+    rng = np.random.default_rng(7)
+    changes = rng.normal(size=(replicas, ROWS, DIM)).astype(np.float32)
+    changes[1:, 0] = 0.0
+    changes[:, 1] = changes[0, 1]
+    changes[1, 2] = -changes[0, 2]
+    changes[:, 5] = 0.0
+    return changes
+
+
+def _start() -> Tables:
+    generator = torch.Generator().manual_seed(3)
+    return Tables(torch.randn(ROWS, DIM, generator=generator), torch.randn(ROWS, DIM, generator=generator))
+
+
+def _replica(rank: int, replicas: int, port: int, rule: str, results) -> None:
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=replicas)
+    try:
+        tables = _start()
+        group = ReplicaGroup.from_process_group(rule)
+        group.start(tables)
+        change = torch.from_numpy(_changes(replicas)[rank])
+        tables.input.add_(change)
+        tables.output.add_(2 * change)
+        group.sync(tables)
+        results[rank] = (tables.input.numpy().copy(), tables.output.numpy().copy())
+    finally:
+        dist.destroy_process_group()
+
+
+def _expected(rule: str, start: np.ndarray, changes: np.ndarray) -> np.ndarray:
+    replicas = len(changes)
+    total = changes.sum(0)
+    if rule == "average":
+        return start + total / replicas
+    if rule == "changes":
+        return start + total
+    own = (changes ** 2).sum(axis=(0, 2))
+    together = np.maximum((total ** 2).sum(1), np.finfo(np.float32).tiny)
+    with np.errstate(over="ignore"):  # changes that cancel: any scale leaves the row where it was
+        scale = np.clip(own / together, 1 / replicas, 1)
+    return start + total * scale[:, None]
+
+
+@pytest.mark.parametrize("rule", ["agreement", "changes", "average"])
+def test_two_replicas_sync_by_the_rule(rule):
+    replicas = 2
+    with mp.Manager() as manager:
+        results = manager.dict()
+        mp.spawn(_replica, args=(replicas, _free_port(), rule, results), nprocs=replicas)
+        results = dict(results)
+    start = _start()
+    changes = _changes(replicas)
+    want_input = _expected(rule, start.input.numpy(), changes)
+    want_output = _expected(rule, start.output.numpy(), 2 * changes)
+    for rank in range(replicas):
+        np.testing.assert_allclose(results[rank][0], want_input, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(results[rank][1], want_output, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(results[0][0], results[1][0])
+    if rule == "agreement":
+        moved = results[0][0] - start.input.numpy()
+        np.testing.assert_allclose(moved[0], changes[0, 0], rtol=1e-5)   # one replica's change counts fully
+        np.testing.assert_allclose(moved[1], changes[0, 1], rtol=1e-5)   # agreeing changes: their mean
+        np.testing.assert_allclose(moved[2], 0.0, atol=1e-6)              # opposite changes cancel
+        np.testing.assert_array_equal(moved[5], 0.0)
+
+
+def test_one_replica_leaves_the_tables_alone():
+    tables = _start()
+    before = tables.input.clone()
+    group = ReplicaGroup(0, 1, "agreement")
+    group.start(tables)
+    group.sync(tables)
+    assert torch.equal(tables.input, before) and group.syncs == 0
