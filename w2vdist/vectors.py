@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 
 from w2vdist.errors import RunDirError, UnknownWordsError, UsageError
-from w2vdist.formats import VectorTable, format_for_path, read_vectors, write_vectors
+from w2vdist.formats import VectorTable, format_for_path, read_vectors, write_vector_file
 from w2vdist.rundir import RunDir
 from w2vdist.tokenizer import Tokenizer
 
@@ -111,8 +111,8 @@ class Vectors:
         counts go beside word2vec files as PATH.vocab (gensim's fvocab). Returns the files written."""
         path = Path(path)
         matrix = self.unit.cpu().numpy() if normalize else self.vectors
-        return write_vectors(VectorTable(self.index_to_key, matrix, self.counts), path,
-                             format or format_for_path(path))
+        return write_vector_file(VectorTable(self.index_to_key, matrix, self.counts), path,
+                                 format or format_for_path(path))
 
     def to_gensim(self) -> "KeyedVectors":
         """The same words, vectors and counts as gensim's KeyedVectors (counts in `get_vecattr(word, "count")`)."""
