@@ -1,4 +1,5 @@
-"""The run directory: every stage's datasets plus one `manifest.json` that says which stages are complete.
+"""The run directory: every stage's datasets (named by datasets.RunLayout) plus one `manifest.json` that says which
+stages are complete.
 
 A stage writes into a private staging folder inside the run directory, then commits: it moves its datasets into
 place and rewrites the manifest (write to a temporary file, then rename) with the stage's record, whose last field
@@ -27,13 +28,11 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from w2vdist import __version__
+from w2vdist.datasets import RunLayout
 from w2vdist.errors import RunDirBusy, RunDirError, write_failure, writing
 
 MANIFEST = "manifest.json"
 STAGING = "_staging"
-EPOCHS_FILE = Path("train") / "metrics.jsonl"  # one JSON line per finished epoch, appended by the training loop
-PROBES_DIR = "probes"  # the training probes: PROBES_DIR/PROBES_FILE (w2vdist.probes)
-PROBES_FILE = "probes.jsonl"
 LOCK = ".lock"
 
 
@@ -58,9 +57,9 @@ def fingerprint(payload: Any) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
-class RunDir:
+class RunDir(RunLayout):
     def __init__(self, path: str | os.PathLike, *, create: bool = False):
-        self.path = Path(path)
+        super().__init__(path)
         self.created = False
         if self.path.exists() and not self.path.is_dir():
             raise RunDirError(f"run directory '{self.path}' is a file, not a directory: choose another --out")
