@@ -207,7 +207,7 @@ def _derived_stage(config: Config, name: str, output: str, payload: dict[str, An
     run = RunDir(config.out)
     trained = run.require_complete("train", name)
     stamp = fingerprint({"train": trained["completed"], **payload})
-    if not config.force and run.is_complete(name, stamp):
+    if run.up_to_date(name, stamp, config.force) is not None:
         log.info("%s: up to date; skipped", name)
         return False
     staging = run.begin(name)

@@ -1,10 +1,14 @@
 """The run directory: every stage's datasets (named by datasets.RunLayout) plus one `manifest.json` that says which
-stages are complete.
+stages are complete, and for which inputs and settings.
 
 A stage writes into a private staging folder inside the run directory, then commits: it moves its datasets into
 place and rewrites the manifest (write to a temporary file, then rename) with the stage's record, whose last field
 is `completed`. A stage is complete only when the manifest says so, so a killed job leaves at worst a staging
 folder and a stage marked incomplete, never a dataset a later stage could mistake for finished work.
+
+A stage's record carries the `fingerprint` of what decides its output: its inputs (the corpus files, or when the
+stages it reads completed) and its settings. `RunDir.up_to_date` alone decides whether a stage has work to do: each
+command, and the pipeline, skips a stage that is complete for the same fingerprint, and `force=true` redoes it.
 
 One process at a time works on a run directory: it holds an exclusive `flock` on `RUN_DIR/.lock` for the whole
 command (`RunDir.locked`), and the kernel releases it when the process dies, however it dies. A second process is
@@ -188,11 +192,18 @@ class RunDir(RunLayout):
     def stage(self, name: str) -> dict[str, Any] | None:
         return self.manifest()["stages"].get(name)
 
-    def is_complete(self, name: str, fingerprint: str | None = None) -> bool:
+    def is_complete(self, name: str) -> bool:
         record = self.stage(name)
-        if not record or not record.get("completed"):
-            return False
-        return fingerprint is None or record.get("fingerprint") == fingerprint
+        return bool(record and record.get("completed"))
+
+    def up_to_date(self, name: str, fingerprint: str, force: bool = False) -> dict[str, Any] | None:
+        """The record of stage `name` when it is complete for the inputs and settings that `fingerprint` stands for,
+        so that running it again would make the same output; None when it has work to do: it never ran, did not
+        complete (killed or failed), ran on other inputs or settings, or `force` asks to redo it."""
+        record = self.stage(name)
+        if force or not record or not record.get("completed") or record.get("fingerprint") != fingerprint:
+            return None
+        return record
 
     def require_complete(self, name: str, needed_by: str) -> dict[str, Any]:
         record = self.stage(name)

@@ -118,7 +118,7 @@ class Tracker:
         manifest = self.run.manifest()["stages"]
         stamp = fingerprint({"uri": self.uri, "experiment": self.config.experiment_name,
                              "stages": {name: (manifest.get(name) or {}).get("completed") for name in LOGGED_STAGES}})
-        if not ran and self.run_id is None and self.run.is_complete(STAGE, stamp):
+        if not ran and self.run_id is None and self.run.up_to_date(STAGE, stamp) is not None:
             return None
         from mlflow.entities import Metric
 

@@ -67,10 +67,11 @@ def _run_locked(run: RunDir, files: list[InputFile], base: dict[str, Any] | None
                 spark: "SparkSession | None", submitted: bool) -> dict[str, Any]:
     inputs = [f.as_record() for f in files]
     stamp = fingerprint({"settings": config.subset(SETTINGS), "inputs": inputs, "base_run": base})
-    if not config.force and run.is_complete(STAGE, stamp):
+    done = run.up_to_date(STAGE, stamp, config.force)
+    if done is not None:
         log.info("preprocess: %s is complete for these inputs and settings; nothing to do (force=true redoes it)",
                  run.path)
-        return run.stage(STAGE)
+        return done
     staging = run.begin(STAGE)
     try:
         started = time.monotonic()

@@ -4,7 +4,9 @@ Before training: a fresh start clears the last run's checkpoints and metrics; a 
 whole checkpoint was made from this preprocess output with the same result settings, and removes every other
 checkpoint and Ray Train's record of them, so that the one it checked is the one the workers restore. Either way
 the stage is marked incomplete in the manifest while it trains. After training: vectors/ is written from the last
-checkpoint (verified again) and committed with the stage's record.
+checkpoint (verified again) and committed with the stage's record. The stage is complete, and `w2vdist train`
+skips it, while the manifest says so for the same fingerprint: this preprocess output, the result settings and the
+base run.
 
     RUN_DIR/train/checkpoints/        Ray Train's checkpoints (checkpoint-<n>/ with tables.pt, state.json)
     RUN_DIR/train/checkpoints-local/  the same, for runs without Ray
@@ -46,11 +48,11 @@ def completed_record(plan: TrainPlan, force: bool) -> dict[str, Any] | None:
     """The stage's record when training is complete for this preprocess output and these settings (and not
     forced): then there is nothing to do, as for a complete preprocess stage."""
     run = RunDir(plan.run_dir)
-    if force or not run.is_complete(STAGE, fingerprint(plan)):
-        return None
-    log.info("train: %s is complete for this preprocess output and these settings; skipped (force=true redoes "
-             "it)", run.path)
-    return run.stage(STAGE)
+    done = run.up_to_date(STAGE, fingerprint(plan), force)
+    if done is not None:
+        log.info("train: %s is complete for this preprocess output and these settings; skipped (force=true "
+                 "redoes it)", run.path)
+    return done
 
 
 def prepare(plan: TrainPlan, resume: bool, checkpoint_root: Path) -> Path | None:
