@@ -27,8 +27,7 @@ import torch
 from w2vdist.datasets import RunLayout, append_record, read_vocabulary
 from w2vdist.errors import TrainingDiverged
 from w2vdist.train import checkpoints as ckpt
-from w2vdist.train.blocks import (EpochLayout, FileCache, ReadAhead, corpus_file, pairs_file, read_corpus_block,
-                                  read_pair_block)
+from w2vdist.train.blocks import BLOCK_SOURCES, BlockSource, EpochLayout, ReadAhead
 from w2vdist.train.checkpoints import EpochTotals, TrainState
 from w2vdist.train.engine import Engine, Tables, choose_kernel
 from w2vdist.train.plan import TrainPlan
@@ -84,10 +83,8 @@ def train_loop_per_worker(plan: TrainPlan, worker: WorkerInfo, store: Checkpoint
     engine = Engine(tables, vocab.column("count").to_numpy(), settings, plan.window, kernel, worker.threads)
     probes = _probe_recorder(plan, vocab, run) if leader else None
     progress = Progress(plan, enabled=leader)
-    caches = [FileCache(list(files), ["chunk_id", "ids"] if settings.pair_source == "corpus" else
-                        ["center", "context"], _cache_budget(device), device,
-                        corpus_file if settings.pair_source == "corpus" else pairs_file)
-              for files in plan.input_files]
+    block_sources = [BLOCK_SOURCES[settings.pair_source](list(files), _cache_budget(device), device)
+                     for files in plan.input_files]
     last_checkpoint = time.monotonic()
     next_probe, probed = state.words_done, None
 
@@ -105,8 +102,7 @@ def train_loop_per_worker(plan: TrainPlan, worker: WorkerInfo, store: Checkpoint
         first_round = state.next_block // layout.round_size
         progress.start_epoch(epoch, state.current)
         syncs_before, sync_s_before = group.syncs, group.sync_seconds
-        reader = ReadAhead(lambda: _read_blocks(layout, first_round, group.rank, caches[source],
-                                                settings.pair_source))
+        reader = ReadAhead(lambda: _read_blocks(layout, first_round, group.rank, block_sources[source]))
         try:
             for round_index in range(first_round, layout.rounds):
                 result, words = LaunchResult(0, 0.0, 0), 0.0
@@ -160,13 +156,11 @@ def train_loop_per_worker(plan: TrainPlan, worker: WorkerInfo, store: Checkpoint
     return state
 
 
-def _read_blocks(layout: EpochLayout, first_round: int, rank: int, cache: FileCache,
-                 pair_source: str) -> Iterator[Any]:
+def _read_blocks(layout: EpochLayout, first_round: int, rank: int, source: BlockSource) -> Iterator[Any]:
     """This replica's blocks from `first_round` on, read (and put on the device) ahead of the kernels."""
-    read = read_corpus_block if pair_source == "corpus" else read_pair_block
     for round_index in range(first_round, layout.rounds):
         for block in layout.blocks_of(round_index, rank):
-            yield read(cache, block)
+            yield source.read(block)
 
 
 def _learning_rate(settings, epochs_done: float) -> float:
