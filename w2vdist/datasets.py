@@ -88,87 +88,33 @@ def describe(schema: pa.Schema) -> str:
 
 
 class RunLayout:
-    """The named paths of a run directory's datasets under `path` (a run directory, or a staging folder)."""
+    """The named paths of the layout under `path`: a run directory, or a staging folder."""
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
-
-    @property
-    def vocab(self) -> Path:
-        return self.path / VOCAB.folder
-
-    @property
-    def phrases(self) -> Path:
-        return self.path / PHRASES.folder
-
-    @property
-    def corpus(self) -> Path:
-        return self.path / CORPUS.folder
-
-    @property
-    def pairs(self) -> Path:
-        return self.path / PAIRS.folder
+        self.vocab, self.phrases, self.corpus, self.pairs, self.vectors = (
+            self.path / dataset.folder for dataset in (VOCAB, PHRASES, CORPUS, PAIRS, VECTORS))
+        self.train_dir = self.path / TRAIN_DIR
+        self.train_metrics = self.train_dir / "metrics.jsonl"
+        self.ray_checkpoints = self.train_dir / "checkpoints"
+        self.local_checkpoints = self.train_dir / "checkpoints-local"
+        self.workers = self.train_dir / "workers"
+        self.diverged_note = self.train_dir / "diverged.txt"
+        self.probes = self.path / PROBES_DIR
+        self.probe_records = probe_records(self.probes)
+        self.export = self.path / EXPORT_DIR
+        self.evaluation = self.path / EVALUATION_DIR / "evaluation.json"
+        self.plots = self.path / PLOTS_DIR
+        self.mlruns = self.path / "mlruns"
 
     def pairs_draw(self, draw: int) -> Path:
         return self.pairs / f"draw={draw}"
 
-    @property
-    def vectors(self) -> Path:
-        return self.path / VECTORS.folder
-
-    @property
-    def train_dir(self) -> Path:
-        return self.path / TRAIN_DIR
-
-    @property
-    def train_metrics(self) -> Path:
-        return self.train_dir / "metrics.jsonl"
-
-    @property
-    def ray_checkpoints(self) -> Path:
-        return self.train_dir / "checkpoints"
-
-    @property
-    def local_checkpoints(self) -> Path:
-        return self.train_dir / "checkpoints-local"
-
-    @property
-    def workers(self) -> Path:
-        return self.train_dir / "workers"
-
     def worker_record(self, rank: int) -> Path:
         return self.workers / f"rank-{rank}.json"
 
-    @property
-    def diverged_note(self) -> Path:
-        return self.train_dir / "diverged.txt"
-
-    @property
-    def probes(self) -> Path:
-        return self.path / PROBES_DIR
-
-    @property
-    def probe_records(self) -> Path:
-        return probe_records(self.probes)
-
-    @property
-    def export(self) -> Path:
-        return self.path / EXPORT_DIR
-
     def export_file(self, format: str) -> Path:
         return self.export / (EXPORT_STEM + FORMATS[format])
-
-    @property
-    def evaluation(self) -> Path:
-        return self.path / EVALUATION_DIR / "evaluation.json"
-
-    @property
-    def plots(self) -> Path:
-        return self.path / PLOTS_DIR
-
-    @property
-    def mlruns(self) -> Path:
-        return self.path / "mlruns"
 
 
 def probe_records(folder: Path) -> Path:
