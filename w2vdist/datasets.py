@@ -44,12 +44,10 @@ from w2vdist.formats import FORMATS
 
 SINGLE_PART = "part-00000.parquet"  # the one file of a dataset written whole by Python
 PARTS = "part-*.parquet"
-TRAIN_DIR = "train"
-PROBES_DIR = "probes"
+# the folders of the pipeline's stages: what each commits
 EXPORT_DIR = "export"
 EVALUATION_DIR = "eval"
 PLOTS_DIR = "plots"
-EXPORT_STEM = "vectors"  # export/vectors.txt, export/vectors.bin, ...
 
 
 @dataclass(frozen=True)
@@ -82,7 +80,7 @@ def _spark_type(arrow: pa.DataType) -> str:
     return _SPARK_TYPES[arrow]
 
 
-def describe(schema: pa.Schema) -> str:
+def _describe(schema: pa.Schema) -> str:
     """A schema as the errors name it: `center int32, context int32`."""
     return ", ".join(f"{field.name} {field.type}" for field in schema)
 
@@ -94,13 +92,13 @@ class RunLayout:
         self.path = Path(path)
         self.vocab, self.phrases, self.corpus, self.pairs, self.vectors = (
             self.path / dataset.folder for dataset in (VOCAB, PHRASES, CORPUS, PAIRS, VECTORS))
-        self.train_dir = self.path / TRAIN_DIR
+        self.train_dir = self.path / "train"
         self.train_metrics = self.train_dir / "metrics.jsonl"
         self.ray_checkpoints = self.train_dir / "checkpoints"
         self.local_checkpoints = self.train_dir / "checkpoints-local"
         self.workers = self.train_dir / "workers"
         self.diverged_note = self.train_dir / "diverged.txt"
-        self.probes = self.path / PROBES_DIR
+        self.probes = self.path / "probes"
         self.probe_records = probe_records(self.probes)
         self.export = self.path / EXPORT_DIR
         self.evaluation = self.path / EVALUATION_DIR / "evaluation.json"
@@ -114,7 +112,7 @@ class RunLayout:
         return self.workers / f"rank-{rank}.json"
 
     def export_file(self, format: str) -> Path:
-        return self.export / (EXPORT_STEM + FORMATS[format])
+        return self.export / ("vectors" + FORMATS[format])
 
 
 def probe_records(folder: Path) -> Path:
@@ -133,8 +131,8 @@ def write_phrases(folder: Path, table: pa.Table) -> None:
 
 def _write_single_part(folder: Path, dataset: ParquetDataset, table: pa.Table) -> None:
     if not table.schema.equals(dataset.schema):
-        raise ValueError(f"{dataset.folder}/ must have columns {describe(dataset.schema)}; got "
-                         f"{describe(table.schema)}")
+        raise ValueError(f"{dataset.folder}/ must have columns {_describe(dataset.schema)}; got "
+                         f"{_describe(table.schema)}")
     folder.mkdir()
     pq.write_table(table, folder / SINGLE_PART)
 
@@ -149,7 +147,7 @@ def read_vocabulary(path: Path) -> pa.Table:
         raise RunDirError(f"'{path}' is not a readable Parquet dataset: {exc}") from None
     for field in VOCAB.schema:
         if field.name not in table.schema.names or table.schema.field(field.name).type != field.type:
-            raise RunDirError(f"'{path}' must have columns {describe(VOCAB.schema)}; got {table.schema}")
+            raise RunDirError(f"'{path}' must have columns {_describe(VOCAB.schema)}; got {table.schema}")
     table = table.select(VOCAB.schema.names).sort_by("id")
     ids = table.column("id").to_numpy()
     if len(ids) == 0:
@@ -197,8 +195,8 @@ def _scan_dataset(path: Path, dataset: ParquetDataset, vocab_size: int) -> tuple
         for field in schema:
             if field.name not in found.names or not found.field(field.name).type.equals(field.type,
                                                                                         check_metadata=False):
-                raise RunDirError(f"{name} file '{file}' must have columns {describe(dataset.schema)}; got "
-                                  f"{describe(found)}")
+                raise RunDirError(f"{name} file '{file}' must have columns {_describe(dataset.schema)}; got "
+                                  f"{_describe(found)}")
         for column in id_columns:
             low, high = _id_range(file, parquet, column, name)
             if low < 0 or high >= vocab_size:
