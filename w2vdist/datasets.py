@@ -130,6 +130,8 @@ def write_phrases(folder: Path, table: pa.Table) -> None:
 
 
 def _write_single_part(folder: Path, dataset: ParquetDataset, table: pa.Table) -> None:
+    """`table` as the dataset's one file; a table of another schema is its writer's bug, stopped before it reaches
+    the run directory and the stages that read it."""
     if not table.schema.equals(dataset.schema):
         raise ValueError(f"{dataset.folder}/ must have columns {_describe(dataset.schema)}; got "
                          f"{_describe(table.schema)}")
