@@ -12,6 +12,7 @@ import torch
 from tests.train_fixtures import build_run_dir, two_topic_sentences
 from w2vdist.config import load_config
 from w2vdist.errors import CheckpointError
+from w2vdist.rundir import RunDir
 from w2vdist.train import checkpoints as ckpt
 from w2vdist.train import stage
 from w2vdist.train.checkpoints import TrainState
@@ -59,7 +60,7 @@ def test_latest_skips_a_damaged_newer_checkpoint_and_says_so(tmp_path, caplog):
 def test_a_resume_restores_the_checkpoint_it_checked_and_nothing_else_is_left(tmp_path):
     run = build_run_dir(tmp_path / "run", two_topic_sentences(count=30))
     plan = build_plan(load_config([], [f"dim={DIM}", "resume=true"], {"out": str(run)}))
-    root = run / "train" / stage.RAY_CHECKPOINTS
+    root = RunDir(run).ray_checkpoints
     mine = {"settings": plan.settings.result_settings(), "preprocess_completed": plan.preprocess_completed}
     checked = write_checkpoint(root, 10, **mine)
     cut_short(write_checkpoint(root, 20, **mine))

@@ -1,4 +1,5 @@
-"""The run directory's lock: one process at a time, released when the holder dies, refused with the holder named."""
+"""The run directory's lock: one process at a time, released when the holder dies, refused with the holder named;
+and the one decision whether a stage is up to date."""
 
 from __future__ import annotations
 
@@ -109,3 +110,15 @@ def test_a_pipeline_on_a_busy_run_directory_prints_its_summary_and_exits_2(holde
     assert last.startswith(f"w2vdist pipeline FAILED at start: {run}:") and f"pid {process.pid}" in last
     assert len(done.stdout.splitlines()) == 1 and "Traceback" not in done.stderr
     assert time.monotonic() - started < 60  # refused at once, before Spark starts
+
+
+def test_a_stage_is_up_to_date_only_when_complete_for_the_same_fingerprint_and_not_forced(tmp_path):
+    run = RunDir(tmp_path / "run", create=True)
+    assert run.up_to_date("export", "abc") is None  # never ran
+    run.commit("export", run.begin("export"), [], {"fingerprint": "abc", "stats": {"files": 1}})
+    record = run.up_to_date("export", "abc")
+    assert record == run.stage("export") and record["completed"] and record["stats"] == {"files": 1}
+    assert run.up_to_date("export", "other") is None  # other inputs or settings
+    assert run.up_to_date("export", "abc", force=True) is None
+    run.abandon(run.begin("export"))  # begun again, then killed or failed: incomplete until it commits
+    assert run.up_to_date("export", "abc") is None

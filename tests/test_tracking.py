@@ -8,12 +8,12 @@ import time
 import pytest
 
 from w2vdist.config import load_config
-from w2vdist.rundir import EPOCHS_FILE, RunDir
+from w2vdist.rundir import RunDir
 from w2vdist.tracking import Tracker
 
 
 def _epoch(run, epoch, loss, at=None):
-    with open(run.path / EPOCHS_FILE, "a", encoding="utf-8") as f:
+    with open(run.train_metrics, "a", encoding="utf-8") as f:
         f.write(json.dumps({"epoch": epoch, "loss": loss, "words_per_s": 1000.0, "pairs_per_s": 2000.0,
                             "lr": 0.01, "time": time.time() if at is None else at}) + "\n")
 
@@ -49,7 +49,7 @@ def test_epochs_reach_mlflow_while_training_runs(tracker):
     seen_during_training = []
 
     def train():
-        (run.path / EPOCHS_FILE).unlink()  # what a fresh training does first
+        run.train_metrics.unlink()  # what a fresh training does first
         time.sleep(0.3)
         assert tracker.run_id is None  # nothing trained yet: no MLflow run (a skipped training starts none)
         for epoch, loss in enumerate([3.0, 2.5, 2.2], start=1):

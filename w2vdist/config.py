@@ -23,6 +23,7 @@ import regex
 import yaml
 
 from w2vdist.errors import ConfigError
+from w2vdist.formats import WRITE_FORMATS
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 PROFILES_DIR = PACKAGE_DIR / "conf"
@@ -32,7 +33,6 @@ SAMPLE_PROFILE = PROFILES_DIR / "local.yaml"
 SAMPLE_VARIABLE = "W2VDIST_SAMPLE"
 SAMPLE_DIR = PACKAGE_DIR / "data" / "sample"
 
-EXPORT_FORMATS = ("word2vec", "word2vec-binary", "parquet", "npy")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 PROBE_SEPARATOR = "~"  # probe_words: `king~queen` watches king and how near queen comes
 DEFAULT_TOKEN_PATTERN = r"[\p{L}\p{M}\p{N}]+(?:['’][\p{L}\p{M}\p{N}]+)*"
@@ -367,10 +367,10 @@ def _cross_checks(config: Config) -> list[str]:
                         f"got {config.phrase_threshold!r}")
     if config.min_alpha > config.alpha:
         problems.append(f"setting 'min_alpha' ({config.min_alpha}) must not exceed 'alpha' ({config.alpha})")
-    unknown_formats = [f for f in config.export_formats if f not in EXPORT_FORMATS]
+    unknown_formats = [f for f in config.export_formats if f not in WRITE_FORMATS]
     if unknown_formats:
         problems.append(f"setting 'export_formats' has {', '.join(unknown_formats)}: expected some of "
-                        f"{', '.join(EXPORT_FORMATS)}")
+                        f"{', '.join(WRITE_FORMATS)}")
     if not config.phrase_connector or any(c.isspace() for c in config.phrase_connector):
         problems.append("setting 'phrase_connector' must be a non-empty string without white space")
     problems.extend(_pattern_problems(config.token_pattern))

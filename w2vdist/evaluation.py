@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
+from w2vdist.datasets import RunLayout
 from w2vdist.errors import EvaluationDataError, read_text_file
 
 if TYPE_CHECKING:
@@ -182,9 +183,9 @@ def evaluate(vectors: Vectors, analogies: str | os.PathLike | None = None,
 
 def results_path(vectors_location: str | os.PathLike) -> Path:
     """Where the results of the vectors at `vectors_location` are saved (see the module docstring)."""
-    location = Path(vectors_location)
-    if location.is_dir() and (location / "vectors").is_dir():
-        return location / "eval" / "evaluation.json"
+    location, run = Path(vectors_location), RunLayout(vectors_location)
+    if location.is_dir() and run.vectors.is_dir():
+        return run.evaluation
     return location.with_name(location.name + ".eval.json")
 
 

@@ -33,10 +33,13 @@ import numpy as np
 
 from w2vdist.errors import VectorFileError, shorten
 
-READ_FORMATS = ("word2vec", "word2vec-binary", "glove", "parquet", "npy")
+# The formats, in the order help and errors list them, each with the extension it is written with (None: read only).
+# The settings (export_formats) and the run directory's export/ take theirs from here.
+FORMATS = {"word2vec": ".txt", "word2vec-binary": ".bin", "glove": None, "parquet": ".parquet", "npy": ".npy"}
+READ_FORMATS = tuple(FORMATS)
+WRITE_FORMATS = tuple(name for name, suffix in FORMATS.items() if suffix)
+EXTENSIONS = {suffix: name for name, suffix in FORMATS.items() if suffix}
 NONFINITE = ("error", "drop")  # what loading does with vectors holding NaN or infinity
-WRITE_FORMATS = ("word2vec", "word2vec-binary", "parquet", "npy")
-EXTENSIONS = {".txt": "word2vec", ".bin": "word2vec-binary", ".parquet": "parquet", ".npy": "npy"}
 
 log = logging.getLogger(__name__)
 
@@ -389,7 +392,7 @@ def _read_npy(path: Path, limit: int | None) -> VectorTable:
 
 
 # --- writing ---------------------------------------------------------------------------------------------------
-def write_vectors(table: VectorTable, path: Path, format: str) -> list[Path]:
+def write_vector_file(table: VectorTable, path: Path, format: str) -> list[Path]:
     """Write `table` to `path` in `format`; returns the files written (npy writes two, word2vec formats two when
     there are counts). A name ending in .gz compresses the word2vec formats."""
     if format not in WRITE_FORMATS:

@@ -20,8 +20,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from w2vdist.config import Config
+from w2vdist.datasets import EVALUATION_DIR, EXPORT_DIR, PLOTS_DIR, RunLayout
 from w2vdist.errors import ConfigError, UsageError, one_line, writing
-from w2vdist.rundir import PROBES_DIR, PROBES_FILE, RunDir, fingerprint
+from w2vdist.rundir import RunDir, fingerprint
 
 if TYPE_CHECKING:
     from w2vdist.tracking import Tracker
@@ -29,9 +30,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 STAGES = ("preprocess", "train", "export", "evaluate", "plot")
-EXPORT_NAMES = {"word2vec": "vectors.txt", "word2vec-binary": "vectors.bin", "parquet": "vectors.parquet",
-                "npy": "vectors.npy"}
-PLOTS = "plots"  # RUN_DIR/plots/: a PNG and an HTML page per word picture, probes.png, evaluation.png
 
 
 @dataclass
@@ -209,7 +207,7 @@ def _derived_stage(config: Config, name: str, output: str, payload: dict[str, An
     run = RunDir(config.out)
     trained = run.require_complete("train", name)
     stamp = fingerprint({"train": trained["completed"], **payload})
-    if not config.force and run.is_complete(name, stamp):
+    if run.up_to_date(name, stamp, config.force) is not None:
         log.info("%s: up to date; skipped", name)
         return False
     staging = run.begin(name)
@@ -228,13 +226,14 @@ def _export(config: Config, tracker: Tracker | None) -> bool:
 
     def work(staging: Path) -> dict:
         vectors = Vectors.from_run(config.out)
-        (staging / "export").mkdir()
+        outputs = RunLayout(staging)
+        outputs.export.mkdir()
         files = []
         for fmt in config.export_formats:
-            files += [p.name for p in vectors.save(staging / "export" / EXPORT_NAMES[fmt], fmt)]
+            files += [p.name for p in vectors.save(outputs.export_file(fmt), fmt)]
         return {"files": files, "words": len(vectors), "dim": vectors.dim}
 
-    return _derived_stage(config, "export", "export", {"export_formats": config.export_formats}, work)
+    return _derived_stage(config, "export", EXPORT_DIR, {"export_formats": config.export_formats}, work)
 
 
 def _file_stamps(paths: Sequence[str]) -> list[tuple[str, int, float]]:
@@ -251,12 +250,12 @@ def _evaluate(config: Config, tracker: Tracker | None) -> bool:
 
     def work(staging: Path) -> dict:
         results = evaluate(Vectors.from_run(config.out), config.eval_analogies, config.eval_similarity)
-        save_results(results, staging / "eval" / "evaluation.json")
+        save_results(results, RunLayout(staging).evaluation)
         for warning in coverage_warnings(results):
             log.warning("evaluate: %s", warning)
         return _flat_scores(results)
 
-    return _derived_stage(config, "evaluate", "eval", {"files": _file_stamps(files)}, work)
+    return _derived_stage(config, "evaluate", EVALUATION_DIR, {"files": _file_stamps(files)}, work)
 
 
 def _list_files(config: Config) -> list[str]:
@@ -267,11 +266,9 @@ def _plot(config: Config, tracker: Tracker | None) -> bool:
     """RUN_DIR/plots/: a picture of each plot_lists item (NAME.png, NAME.html: the lists' names joined by -), of
     the plot_top most frequent words (top.png, top.html), of the training probes (probes.png) and of the evaluation
     (evaluation.png), whichever there are."""
-    from w2vdist.evaluation import results_path
-
     run = RunDir(config.out)
-    probes = run.path / PROBES_DIR / PROBES_FILE
-    evaluation = results_path(run.path)
+    probes = run.probe_records
+    evaluation = run.evaluation
     if not (config.plot_lists or config.plot_top or probes.is_file() or evaluation.is_file()):
         return False
 
@@ -282,7 +279,7 @@ def _plot(config: Config, tracker: Tracker | None) -> bool:
         from w2vdist.probes import plot_probes
         from w2vdist.vectors import Vectors
 
-        folder = staging / PLOTS
+        folder = RunLayout(staging).plots
         folder.mkdir()
         drawn = []
         if config.plot_lists or config.plot_top:
@@ -302,14 +299,14 @@ def _plot(config: Config, tracker: Tracker | None) -> bool:
         if evaluation.is_file():
             drawn.append(plot_evaluation(json.loads(evaluation.read_text(encoding="utf-8")),
                                          folder / "evaluation.png"))
-        log.info("plot: drew %s", ", ".join(str(run.path / PLOTS / path.name) for path in drawn))
+        log.info("plot: drew %s", ", ".join(str(run.plots / path.name) for path in drawn))
         return {"files": [path.name for path in drawn]}
 
     payload = {"plot_lists": config.plot_lists, "files": _file_stamps(_list_files(config)),
                "plot_top": config.plot_top, "plot_method": config.plot_method, "seed": config.seed,
                "probes": _file_stamps([str(probes)]) if probes.is_file() else None,
                "evaluate": (run.stage("evaluate") or {}).get("completed")}
-    return _derived_stage(config, "plot", PLOTS, payload, work)
+    return _derived_stage(config, "plot", PLOTS_DIR, payload, work)
 
 
 # --- scores ------------------------------------------------------------------------------------------------------

@@ -3,7 +3,7 @@
 The trainer makes one recorder, and either calls `maybe_record` after every step, or `record` where it decides
 (w2vdist's training loop records every probe_every corpus words, the words trained being the step):
 
-    recorder = ProbeRecorder(["king~queen", "paris"], vocabulary, every=1000, out_dir=run_dir / "probes")
+    recorder = ProbeRecorder(["king~queen", "paris"], vocabulary, every=1000, out_dir=run.probes)
     for step in ...:
         ...
         recorder.maybe_record(step, loss, lambda: input_table)  # the getter is called only every 1000 steps
@@ -42,8 +42,8 @@ import numpy as np
 import torch
 
 from w2vdist.config import probe_parts
+from w2vdist.datasets import RunLayout, append_record, probe_records, read_epoch_metrics
 from w2vdist.errors import RunDirError, UnknownWordsError
-from w2vdist.rundir import EPOCHS_FILE, PROBES_DIR, PROBES_FILE
 
 PROBES_PLOT = "probes.png"
 STEP_LABEL = "words trained"  # what the training loop passes as a record's step
@@ -69,7 +69,7 @@ class ProbeRecorder:
         self.topn = topn
         self._word_ids = torch.tensor([index[w] for w in self.words], dtype=torch.long)
         self._pair_ids = torch.tensor([[index[a], index[b]] for a, b in self.pairs], dtype=torch.long).view(-1, 2)
-        self.path = Path(out_dir) / PROBES_FILE
+        self.path = probe_records(Path(out_dir))
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._loss_sum = 0.0
         self._loss_count = 0
@@ -114,8 +114,7 @@ class ProbeRecorder:
             "pairs": [[a, b, round(s, 6), r, round(m, 6)] for (a, b), s, r, m in zip(
                 self.pairs, pair_sims.cpu().tolist(), pair_ranks.cpu().tolist(), pair_means.cpu().tolist())],
         }
-        with open(self.path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(entry) + "\n")
+        append_record(self.path, entry)
         self._loss_sum, self._loss_count = 0.0, 0
         return entry
 
@@ -129,18 +128,18 @@ def _similarities(unit: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
 
 def probes_dir(location: str | os.PathLike) -> Path:
     """The probes folder of a run directory, or the folder itself when it holds probes.jsonl."""
-    location = Path(location)
-    if (location / PROBES_FILE).is_file():
+    location, run = Path(location), RunLayout(location)
+    if probe_records(location).is_file():
         return location
-    if (location / PROBES_DIR / PROBES_FILE).is_file():
-        return location / PROBES_DIR
-    raise RunDirError(f"'{location}' holds no {PROBES_FILE} (nor probes/{PROBES_FILE}): train with probe words "
-                      f"to record them")
+    if run.probe_records.is_file():
+        return run.probes
+    raise RunDirError(f"'{location}' holds no {probe_records(location).name} (nor "
+                      f"{run.probe_records.relative_to(location)}): train with probe words to record them")
 
 
 def read_probes(directory: str | os.PathLike) -> list[dict[str, Any]]:
     """The records of probes.jsonl, one per step (the last written wins), by step."""
-    path = Path(directory) / PROBES_FILE
+    path = probe_records(Path(directory))
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except FileNotFoundError:
@@ -166,16 +165,12 @@ def epoch_ends(directory: str | os.PathLike, records: list[dict[str, Any]]) -> l
 
     The training loop hands the recorder steps only, so the epochs come from the run directory's metrics file (one
     line per finished epoch, with its time); nothing when the probes are not inside a run directory."""
-    metrics = Path(directory).resolve().parent / EPOCHS_FILE
-    if not metrics.is_file() or len(records) < 2:
+    if len(records) < 2:
         return []
-    epochs = {}
-    for line in metrics.read_text(encoding="utf-8").splitlines():
-        try:
-            record = json.loads(line)
-            epochs[int(record["epoch"])] = float(record["time"])
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError):
-            continue  # a line cut short by a kill, or a file from another version: no mark is better than a wrong one
+    # a record without its time (a file from another version) gets no mark: none is better than a wrong one
+    epochs = {int(record["epoch"]): float(record["time"])
+              for record in read_epoch_metrics(RunLayout(Path(directory).resolve().parent).train_metrics)
+              if isinstance(record.get("time"), (int, float))}
     order = sorted(records, key=lambda r: r["time"])
     times, steps = [r["time"] for r in order], [r["step"] for r in order]
     return [(epoch, float(np.interp(t, times, steps))) for epoch, t in sorted(epochs.items())

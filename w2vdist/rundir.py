@@ -1,9 +1,14 @@
-"""The run directory: every stage's datasets plus one `manifest.json` that says which stages are complete.
+"""The run directory: every stage's datasets (named by datasets.RunLayout) plus one `manifest.json` that says which
+stages are complete, and for which inputs and settings.
 
 A stage writes into a private staging folder inside the run directory, then commits: it moves its datasets into
 place and rewrites the manifest (write to a temporary file, then rename) with the stage's record, whose last field
 is `completed`. A stage is complete only when the manifest says so, so a killed job leaves at worst a staging
 folder and a stage marked incomplete, never a dataset a later stage could mistake for finished work.
+
+A stage's record carries the `fingerprint` of what decides its output: its inputs (the corpus files, or when the
+stages it reads completed) and its settings. `RunDir.up_to_date` alone decides whether a stage has work to do: each
+command, and the pipeline, skips a stage that is complete for the same fingerprint, and `force=true` redoes it.
 
 One process at a time works on a run directory: it holds an exclusive `flock` on `RUN_DIR/.lock` for the whole
 command (`RunDir.locked`), and the kernel releases it when the process dies, however it dies. A second process is
@@ -27,13 +32,11 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from w2vdist import __version__
+from w2vdist.datasets import RunLayout
 from w2vdist.errors import RunDirBusy, RunDirError, write_failure, writing
 
 MANIFEST = "manifest.json"
 STAGING = "_staging"
-EPOCHS_FILE = Path("train") / "metrics.jsonl"  # one JSON line per finished epoch, appended by the training loop
-PROBES_DIR = "probes"  # the training probes: PROBES_DIR/PROBES_FILE (w2vdist.probes)
-PROBES_FILE = "probes.jsonl"
 LOCK = ".lock"
 
 
@@ -58,9 +61,9 @@ def fingerprint(payload: Any) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
-class RunDir:
+class RunDir(RunLayout):
     def __init__(self, path: str | os.PathLike, *, create: bool = False):
-        self.path = Path(path)
+        super().__init__(path)
         self.created = False
         if self.path.exists() and not self.path.is_dir():
             raise RunDirError(f"run directory '{self.path}' is a file, not a directory: choose another --out")
@@ -189,11 +192,18 @@ class RunDir:
     def stage(self, name: str) -> dict[str, Any] | None:
         return self.manifest()["stages"].get(name)
 
-    def is_complete(self, name: str, fingerprint: str | None = None) -> bool:
+    def is_complete(self, name: str) -> bool:
         record = self.stage(name)
-        if not record or not record.get("completed"):
-            return False
-        return fingerprint is None or record.get("fingerprint") == fingerprint
+        return bool(record and record.get("completed"))
+
+    def up_to_date(self, name: str, fingerprint: str, force: bool = False) -> dict[str, Any] | None:
+        """The record of stage `name` when it is complete for the inputs and settings that `fingerprint` stands for,
+        so that running it again would make the same output; None when it has work to do: it never ran, did not
+        complete (killed or failed), ran on other inputs or settings, or `force` asks to redo it."""
+        record = self.stage(name)
+        if force or not record or not record.get("completed") or record.get("fingerprint") != fingerprint:
+            return None
+        return record
 
     def require_complete(self, name: str, needed_by: str) -> dict[str, Any]:
         record = self.stage(name)

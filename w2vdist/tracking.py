@@ -18,12 +18,12 @@ import logging
 import os
 import threading
 import time
-from pathlib import Path
 from typing import Any, Iterator
 
 from w2vdist.config import Config
+from w2vdist.datasets import read_epoch_metrics
 from w2vdist.errors import ConfigError
-from w2vdist.rundir import EPOCHS_FILE, RunDir, fingerprint
+from w2vdist.rundir import RunDir, fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ class Tracker:
             # MLflow 3 keeps its file store only behind this switch; a file store under the run directory needs no
             # server or database, which is what a local default should be.
             os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
-            uri = (run.path / "mlruns").resolve().as_uri()
+            uri = run.mlruns.resolve().as_uri()
         self.uri = uri
         self.client = MlflowClient(tracking_uri=uri)
         self.run_id: str | None = None
@@ -104,7 +104,7 @@ class Tracker:
         from mlflow.entities import Metric
 
         with self._lock:
-            new = [e for e in read_epochs(self.run.path / EPOCHS_FILE)
+            new = [e for e in read_epoch_metrics(self.run.train_metrics)
                    if e["epoch"] not in self._logged_epochs and (since is None or e.get("time", since) >= since)]
             metrics = [Metric(key, float(epoch[key]), int(epoch.get("time", time.time()) * 1000), int(epoch["epoch"]))
                        for epoch in new for key in EPOCH_METRICS if key in epoch]
@@ -118,7 +118,7 @@ class Tracker:
         manifest = self.run.manifest()["stages"]
         stamp = fingerprint({"uri": self.uri, "experiment": self.config.experiment_name,
                              "stages": {name: (manifest.get(name) or {}).get("completed") for name in LOGGED_STAGES}})
-        if not ran and self.run_id is None and self.run.is_complete(STAGE, stamp):
+        if not ran and self.run_id is None and self.run.up_to_date(STAGE, stamp) is not None:
             return None
         from mlflow.entities import Metric
 
@@ -131,11 +131,11 @@ class Tracker:
         metrics += [Metric(k, float(v), now, 0) for k, v in scores.items() if isinstance(v, (int, float))]
         if metrics:
             self.client.log_batch(run_id, metrics=metrics)
-        for folder in ("export", "eval"):
-            if (self.run.path / folder).is_dir():
-                self.client.log_artifacts(run_id, str(self.run.path / folder), artifact_path=folder)
+        for folder in (self.run.export, self.run.evaluation.parent):
+            if folder.is_dir():
+                self.client.log_artifacts(run_id, str(folder), artifact_path=folder.name)
         for picture in sorted(p for p in self.run.path.rglob("*") if p.suffix in (".png", ".html")
-                              and "mlruns" not in p.parts):
+                              and not p.is_relative_to(self.run.mlruns)):
             self.client.log_artifact(run_id, str(picture), artifact_path=str(picture.parent.relative_to(self.run.path)))
         self.client.set_terminated(run_id, "FINISHED")
         staging = self.run.begin(STAGE)
@@ -155,16 +155,3 @@ def _param(value: Any) -> str:
     text = json.dumps(value) if isinstance(value, (list, dict)) else str(value)
     return text if len(text) <= MAX_PARAM_CHARS else text[:MAX_PARAM_CHARS - 3] + "..."
 
-
-def read_epochs(path: Path) -> list[dict[str, Any]]:
-    """The records of train/metrics.jsonl by epoch; after a resume, the last record of an epoch wins."""
-    if not path.exists():
-        return []
-    epochs = {}
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            record = json.loads(line)
-            epochs[int(record["epoch"])] = record
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError):
-            continue  # a line being written right now
-    return [epochs[k] for k in sorted(epochs)]

@@ -35,9 +35,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from w2vdist.datasets import RunLayout
 from w2vdist.errors import RunDirError, UnknownWordsError, UsageError
-from w2vdist.formats import VectorTable, format_for_path, read_vectors, write_vectors
-from w2vdist.rundir import RunDir
+from w2vdist.formats import VectorTable, format_for_path, read_vectors, write_vector_file
+from w2vdist.rundir import MANIFEST, RunDir
 from w2vdist.tokenizer import Tokenizer
 
 if TYPE_CHECKING:
@@ -82,7 +83,7 @@ class Vectors:
         the first `limit` words when given (read as a stream: the rest of the file is never read). Vectors holding
         NaN or infinity are an error, or left out with `nonfinite="drop"`."""
         path = Path(path)
-        if format is None and path.is_dir() and any((path / name).exists() for name in ("vectors", "manifest.json")):
+        if format is None and path.is_dir() and (RunLayout(path).vectors.exists() or (path / MANIFEST).exists()):
             return cls.from_run(path, nonfinite, limit)
         table = read_vectors(path, format, nonfinite, limit)
         return cls(table.words, table.matrix, table.counts, source=f"'{path}'")
@@ -95,9 +96,9 @@ class Vectors:
         if record is not None and not record.get("completed"):
             raise RunDirError(f"run directory '{run.path}': the train stage did not complete, so vectors/ may be "
                               f"stale or partial; run `w2vdist train` again")
-        if not (run.path / "vectors").is_dir():
-            raise RunDirError(f"run directory '{run.path}' has no vectors/: run `w2vdist train` first")
-        table = read_vectors(run.path / "vectors", "parquet", nonfinite, limit)
+        if not run.vectors.is_dir():
+            raise RunDirError(f"run directory '{run.path}' has no {run.vectors.name}/: run `w2vdist train` first")
+        table = read_vectors(run.vectors, "parquet", nonfinite, limit)
         settings = (run.stage("preprocess") or {}).get("config") or {}
         tokenizer = None
         if "token_pattern" in settings:
@@ -111,8 +112,8 @@ class Vectors:
         counts go beside word2vec files as PATH.vocab (gensim's fvocab). Returns the files written."""
         path = Path(path)
         matrix = self.unit.cpu().numpy() if normalize else self.vectors
-        return write_vectors(VectorTable(self.index_to_key, matrix, self.counts), path,
-                             format or format_for_path(path))
+        return write_vector_file(VectorTable(self.index_to_key, matrix, self.counts), path,
+                                 format or format_for_path(path))
 
     def to_gensim(self) -> "KeyedVectors":
         """The same words, vectors and counts as gensim's KeyedVectors (counts in `get_vecattr(word, "count")`)."""

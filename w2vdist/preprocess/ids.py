@@ -13,6 +13,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from w2vdist.datasets import CORPUS
 from w2vdist.preprocess.phrases import phrase_rewriter
 
 if TYPE_CHECKING:
@@ -40,6 +41,6 @@ def to_ids(chunks: "DataFrame", vocab: pa.Table, passes: list[list[str]] = (), c
         value_set = pa.array(words.value, pa.string())
         for batch in batches:
             ids = token_ids(rewrite(batch.column("tokens")), value_set)
-            yield pa.RecordBatch.from_arrays([batch.column("chunk_id"), ids], names=["chunk_id", "ids"])
+            yield pa.RecordBatch.from_arrays([batch.column("chunk_id"), ids], names=CORPUS.schema.names)
 
-    return chunks.select("chunk_id", "tokens").mapInArrow(convert, "chunk_id long, ids array<int>")
+    return chunks.select("chunk_id", "tokens").mapInArrow(convert, CORPUS.spark_schema)

@@ -24,6 +24,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from w2vdist.config import Config, phrase_thresholds
+from w2vdist.datasets import (CORPUS, PAIRS, PARTS, PHRASES, VOCAB, RunLayout, read_vocabulary, write_phrases,
+                              write_vocabulary)
 from w2vdist.errors import ConfigError, InputError, UsageError, write_failure
 from w2vdist.preprocess import phrases as phrase_steps
 from w2vdist.preprocess.chunks import tokenize_documents
@@ -31,7 +33,7 @@ from w2vdist.preprocess.inputs import InputFile, discover_inputs, read_documents
 from w2vdist.preprocess.ids import to_ids
 from w2vdist.preprocess.pairs import expected_pairs, make_pairs
 from w2vdist.preprocess.subsample import expected_kept, keep_thresholds
-from w2vdist.preprocess.vocab import VOCAB_SCHEMA, build_vocab, count_words, merge_vocab
+from w2vdist.preprocess.vocab import build_vocab, count_words, merge_vocab
 from w2vdist.rundir import RunDir, fingerprint
 from w2vdist.spark import SparkProgress, spark_session
 from w2vdist.tokenizer import Tokenizer
@@ -42,7 +44,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 STAGE = "preprocess"
-OUTPUTS = ["vocab", "phrases", "corpus", "pairs"]
+OUTPUTS = [VOCAB.folder, PHRASES.folder, CORPUS.folder, PAIRS.folder]
 # The settings that decide what preprocess writes; changing any of them makes a completed run stale.
 SETTINGS = ["input_format", "text_column", "lowercase", "token_pattern", "ascii_fold", "numbers", "number_token",
             "max_doc_tokens", "min_count", "max_vocab_size", "phrase_passes", "phrase_threshold", "phrase_scoring",
@@ -65,10 +67,11 @@ def _run_locked(run: RunDir, files: list[InputFile], base: dict[str, Any] | None
                 spark: "SparkSession | None", submitted: bool) -> dict[str, Any]:
     inputs = [f.as_record() for f in files]
     stamp = fingerprint({"settings": config.subset(SETTINGS), "inputs": inputs, "base_run": base})
-    if not config.force and run.is_complete(STAGE, stamp):
+    done = run.up_to_date(STAGE, stamp, config.force)
+    if done is not None:
         log.info("preprocess: %s is complete for these inputs and settings; nothing to do (force=true redoes it)",
                  run.path)
-        return run.stage(STAGE)
+        return done
     staging = run.begin(STAGE)
     try:
         started = time.monotonic()
@@ -158,7 +161,7 @@ def _materialise(frame: "DataFrame", path: Path, **options) -> "DataFrame":
 def _merge_base_vocab(spark: "SparkSession", word_counts: "DataFrame", vocab: pa.Table, base_run: str) -> pa.Table:
     from pyspark.sql import functions as F
 
-    base = pq.read_table(RunDir(base_run).path / "vocab", schema=VOCAB_SCHEMA)
+    base = read_vocabulary(RunDir(base_run).vocab)
     known = spark.createDataFrame(base.select(["word"]).to_pandas())
     counts = word_counts.join(F.broadcast(known), "word").toArrow()
     merged = merge_vocab(base, dict(zip(counts["word"].to_pylist(), counts["count"].to_pylist())), vocab)
@@ -170,6 +173,7 @@ def _preprocess(spark: "SparkSession", files: list[InputFile], config: Config, s
     from pyspark.sql import functions as F
 
     steps = _Steps(spark)
+    outputs = RunLayout(staging)
     tokenizer = Tokenizer.from_config(config)
     parallelism = spark.sparkContext.defaultParallelism
     input_bytes = sum(f.size or 0 for f in files)
@@ -213,31 +217,28 @@ def _preprocess(spark: "SparkSession", files: list[InputFile], config: Config, s
         phrase_tables.append(pa.table({
             "phrase": [f"{a}{config.phrase_connector}{b}" for a, b in zip(firsts, lasts)],
             "count": chosen["count"].cast(pa.int64()), "score": chosen["score"].cast(pa.float64()),
-            "pass": pa.array([number] * len(firsts), pa.int32())}, schema=phrase_steps.PHRASES_SCHEMA))
+            "pass": pa.array([number] * len(firsts), pa.int32())}, schema=PHRASES.schema))
 
     word_counts = steps.run("count", lambda: _materialise(count_words(chunks, passes, config.phrase_connector),
                                                           staging / "word-counts"))
     vocab = steps.run("vocab", lambda: build_vocab(word_counts, config.min_count, config.max_vocab_size))
     if config.base_run:
         vocab = _merge_base_vocab(spark, word_counts, vocab, config.base_run)
-    (staging / "vocab").mkdir()
-    pq.write_table(vocab, staging / "vocab" / "part-00000.parquet")
-    (staging / "phrases").mkdir()
-    all_phrases = pa.concat_tables(phrase_tables) if phrase_tables else phrase_steps.PHRASES_SCHEMA.empty_table()
-    pq.write_table(all_phrases, staging / "phrases" / "part-00000.parquet")
+    write_vocabulary(outputs.vocab, vocab)
+    write_phrases(outputs.phrases, pa.concat_tables(phrase_tables) if phrase_tables else PHRASES.schema.empty_table())
 
     counts = vocab["count"].to_numpy()
     corpus = steps.run("ids", lambda: _materialise(
-        to_ids(chunks, vocab, passes, config.phrase_connector), staging / "corpus"))
+        to_ids(chunks, vocab, passes, config.phrase_connector), outputs.corpus))
     expected_kept_tokens = expected_kept(counts, config.sample)
     thresholds = keep_thresholds(counts, config.sample)
     num_files = max(1, round(expected_pairs(expected_kept_tokens, config.window) / config.pairs_per_file))
     pairs_per_draw, pair_files = [], 0
     for draw in range(config.pair_draws):
-        folder = staging / "pairs" / f"draw={draw}"
+        folder = outputs.pairs_draw(draw)
         steps.run("pairs", lambda: make_pairs(corpus, thresholds, config.window, config.seed, draw, num_files)
                   .write.mode("error").option("maxRecordsPerFile", 2 * config.pairs_per_file).parquet(str(folder)))
-        written = sorted(folder.glob("part-*.parquet"))
+        written = sorted(folder.glob(PARTS))
         pairs_per_draw.append(sum(pq.ParquetFile(f).metadata.num_rows for f in written))
         pair_files += len(written)
         log.info("pairs: draw %d: %s pairs in %d files", draw, f"{pairs_per_draw[-1]:,}", len(written))

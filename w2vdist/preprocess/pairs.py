@@ -22,12 +22,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pyarrow as pa
 
+from w2vdist.datasets import PAIRS
 from w2vdist.random_streams import Stream, bits_numpy, chunk_keys, draw_slots, keep_numpy, reach_numpy, stream_key
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
 
-PAIRS_SCHEMA = pa.schema([("center", pa.int32()), ("context", pa.int32())])
 OUTPUT_BATCH = 1 << 20
 
 
@@ -123,6 +123,6 @@ def make_pairs(corpus: "DataFrame", keep_thresholds: np.ndarray, window: int, se
         for start in range(0, len(centers), OUTPUT_BATCH):
             yield pa.RecordBatch.from_arrays(
                 [pa.array(centers[start:start + OUTPUT_BATCH]), pa.array(contexts[start:start + OUTPUT_BATCH])],
-                schema=PAIRS_SCHEMA)
+                schema=PAIRS.schema)
 
-    return spread.mapInArrow(generate, "center int, context int")
+    return spread.mapInArrow(generate, PAIRS.spark_schema)

@@ -18,8 +18,6 @@ import pyarrow.compute as pc
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
 
-PHRASES_SCHEMA = pa.schema([("phrase", pa.string()), ("count", pa.int64()), ("score", pa.float64()),
-                            ("pass", pa.int32())])
 # Bigram keys are "a b": tokens never hold white space, since every token pattern match is a word.
 KEY_SEPARATOR = " "
 

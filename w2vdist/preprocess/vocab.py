@@ -7,13 +7,12 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from w2vdist.datasets import VOCAB
 from w2vdist.errors import ConfigError, shorten
 from w2vdist.preprocess.phrases import count_grams
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
-
-VOCAB_SCHEMA = pa.schema([("id", pa.int32()), ("word", pa.string()), ("count", pa.int64())])
 
 
 def count_words(chunks: "DataFrame", passes: list[list[str]] = (), connector: str = "_") -> "DataFrame":
@@ -41,7 +40,7 @@ def order_vocab(words: pa.Array, counts: pa.Array, max_vocab_size: int | None = 
         order = order[:max_vocab_size]
     table = table.take(order)
     ids = pa.array(range(table.num_rows), pa.int32())
-    return pa.table([ids, table["word"], table["count"]], schema=VOCAB_SCHEMA)
+    return pa.table([ids, table["word"], table["count"]], schema=VOCAB.schema)
 
 
 def merge_vocab(base: pa.Table, base_counts: dict[str, int], new: pa.Table) -> pa.Table:
@@ -51,4 +50,4 @@ def merge_vocab(base: pa.Table, base_counts: dict[str, int], new: pa.Table) -> p
     words = base["word"].to_pylist() + added["word"].to_pylist()
     counts = [base_counts.get(w, 0) for w in base["word"].to_pylist()] + added["count"].to_pylist()
     return pa.table([pa.array(range(len(words)), pa.int32()), pa.array(words, pa.string()),
-                     pa.array(counts, pa.int64())], schema=VOCAB_SCHEMA)
+                     pa.array(counts, pa.int64())], schema=VOCAB.schema)

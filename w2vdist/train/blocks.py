@@ -12,6 +12,10 @@ An epoch is laid out the same way on every worker:
 So each replica reads only its own blocks, its share moves through the files as the file order changes from one
 epoch to the next, and a block's place in the sequence (which sets its learning rate) does not depend on which
 replica trains it.
+
+The loop reads its blocks from a `BlockSource`: `CorpusSource` (corpus/ files: blocks of chunks, for
+Engine.train_corpus) or `PairsSource` (the files of a pairs/draw=K/: blocks of pairs, for Engine.train_pairs),
+`BLOCK_SOURCES[pair_source]`.
 """
 
 from __future__ import annotations
@@ -21,13 +25,14 @@ import queue
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Protocol
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
+from w2vdist.datasets import CORPUS, PAIRS
 from w2vdist.random_streams import Stream, stream_key
 
 READ_AHEAD_BLOCKS = 2
@@ -137,29 +142,53 @@ def pairs_file(table: pa.Table, device: torch.device) -> tuple[torch.Tensor, tor
     return torch.from_numpy(centers).to(device), torch.from_numpy(contexts).to(device)
 
 
-def read_corpus_block(cache: FileCache, block: Block) -> CorpusBlock:
-    chunk_ids, offsets, ids = [], [np.zeros(1, np.int64)], []
-    total = 0
-    for file, start, stop in block.segments:
-        file_chunks, file_offsets, file_ids = cache.get(file)
-        chunk_ids.append(file_chunks[start:stop])
-        low, high = file_offsets[start], file_offsets[stop]
-        ids.append(file_ids[low:high])
-        offsets.append(file_offsets[start + 1:stop + 1] - low + total)
-        total += int(high - low)
-    return CorpusBlock(block, np.concatenate(chunk_ids), np.concatenate(offsets), torch.cat(ids))
+class BlockSource(Protocol):
+    """Where the loop reads an epoch's blocks: a list of files (a block's segments index into it), each block read
+    onto the training device, ready for its kernel."""
+
+    def read(self, block: Block) -> CorpusBlock | PairBlock: ...
 
 
-def read_pair_block(cache: FileCache, block: Block) -> PairBlock:
-    centers, contexts = [], []
-    for file, start, stop in block.segments:
-        file_centers, file_contexts = cache.get(file)
-        centers.append(file_centers[start:stop])
-        contexts.append(file_contexts[start:stop])
-    return PairBlock(block, torch.cat(centers), torch.cat(contexts),
-                     np.array([start for _, start, _ in block.segments], np.int64),
-                     np.array([file for file, _, _ in block.segments], np.int64),
-                     np.array([stop - start for _, start, stop in block.segments], np.int64))
+class CorpusSource:
+    """corpus/ files (pair_source=corpus): blocks of whole chunks."""
+
+    def __init__(self, files: list[str], budget_bytes: int, device: torch.device):
+        self.cache = FileCache(files, CORPUS.schema.names, budget_bytes, device, corpus_file)
+
+    def read(self, block: Block) -> CorpusBlock:
+        chunk_ids, offsets, ids = [], [np.zeros(1, np.int64)], []
+        total = 0
+        for file, start, stop in block.segments:
+            file_chunks, file_offsets, file_ids = self.cache.get(file)
+            chunk_ids.append(file_chunks[start:stop])
+            low, high = file_offsets[start], file_offsets[stop]
+            ids.append(file_ids[low:high])
+            offsets.append(file_offsets[start + 1:stop + 1] - low + total)
+            total += int(high - low)
+        return CorpusBlock(block, np.concatenate(chunk_ids), np.concatenate(offsets), torch.cat(ids))
+
+
+class PairsSource:
+    """The files of one pairs/draw=K/ (pair_source=pairs): blocks of (center, context) pairs."""
+
+    def __init__(self, files: list[str], budget_bytes: int, device: torch.device):
+        self.cache = FileCache(files, PAIRS.schema.names, budget_bytes, device, pairs_file)
+
+    def read(self, block: Block) -> PairBlock:
+        centers, contexts = [], []
+        for file, start, stop in block.segments:
+            file_centers, file_contexts = self.cache.get(file)
+            centers.append(file_centers[start:stop])
+            contexts.append(file_contexts[start:stop])
+        return PairBlock(block, torch.cat(centers), torch.cat(contexts),
+                         np.array([start for _, start, _ in block.segments], np.int64),
+                         np.array([file for file, _, _ in block.segments], np.int64),
+                         np.array([stop - start for _, start, stop in block.segments], np.int64))
+
+
+# by the setting pair_source
+BLOCK_SOURCES: dict[str, Callable[[list[str], int, torch.device], BlockSource]] = {
+    "corpus": CorpusSource, "pairs": PairsSource}
 
 
 class ReadAhead:

@@ -43,7 +43,7 @@ def _run_train(config: Config) -> dict[str, Any] | None:
     done = stage.completed_record(plan, config.force or config.resume)
     if done is not None:
         return done
-    checkpoint_root = Path(plan.run_dir).resolve() / stage.TRAIN_DIR / stage.RAY_CHECKPOINTS
+    checkpoint_root = RunDir(plan.run_dir).ray_checkpoints
     if config.resume:  # before Ray starts, to fail fast; prepare() decides once more which one to restore
         stage.check_resumable(plan, checkpoint_root)
 
@@ -66,7 +66,7 @@ def _run_train(config: Config) -> dict[str, Any] | None:
             scaling_config=ScalingConfig(num_workers=config.num_workers, use_gpu=use_gpu,
                                          resources_per_worker={"CPU": cpus_per_worker, **({"GPU": 1} if use_gpu
                                                                                           else {})}),
-            run_config=RunConfig(name=stage.RAY_CHECKPOINTS, storage_path=str(checkpoint_root.parent),
+            run_config=RunConfig(name=checkpoint_root.name, storage_path=str(checkpoint_root.parent),
                                  failure_config=FailureConfig(max_failures=config.max_failures),
                                  checkpoint_config=CheckpointConfig(num_to_keep=ckpt.KEEP),
                                  # Ray Train's own lines (resources requested, worker group started, every
@@ -93,7 +93,7 @@ def _run_train(config: Config) -> dict[str, Any] | None:
                 "bytes_per_sync": ReplicaGroup.bytes_per_sync(plan.vocab_size, config.dim, config.num_workers)}
     record = stage.finish(plan, folder, run_info)
     log.info("trained in %.1f s (%s words/s): %s", record["seconds"]["train"],
-             f"{record['stats']['words_per_s']:,.0f}", Path(plan.run_dir) / "vectors")
+             f"{record['stats']['words_per_s']:,.0f}", RunDir(plan.run_dir).vectors)
     return record
 
 

@@ -10,7 +10,6 @@ import argparse
 import dataclasses
 import logging
 import sys
-from pathlib import Path
 
 import torch
 
@@ -55,13 +54,13 @@ def _train(config: Config) -> None:
     if config.use_gpu is True and not torch.cuda.is_available():
         raise ConfigError("setting 'use_gpu' is true but torch sees no GPU here: use use_gpu=auto or false")
     device = torch.device("cuda" if config.use_gpu is not False and torch.cuda.is_available() else "cpu")
-    root = Path(plan.run_dir) / stage.TRAIN_DIR / stage.LOCAL_CHECKPOINTS
+    root = RunDir(plan.run_dir).local_checkpoints
     stage.prepare(plan, config.resume, root)
     worker = WorkerInfo(rank=0, replicas=1, threads=torch.get_num_threads())
     state = train_loop_per_worker(plan, worker, ckpt.LocalCheckpoints(root), device)
     if state.finished:
         record = stage.finish(plan, ckpt.latest(root), {"workers": 1, "device": device.type})
-        log.info("trained in %.1f s: %s", record["seconds"]["train"], Path(plan.run_dir) / "vectors")
+        log.info("trained in %.1f s: %s", record["seconds"]["train"], RunDir(plan.run_dir).vectors)
 
 
 if __name__ == "__main__":

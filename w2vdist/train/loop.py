@@ -24,22 +24,19 @@ from typing import Any, Callable, Iterator, Protocol, TypeVar
 
 import torch
 
+from w2vdist.datasets import RunLayout, append_record, read_vocabulary
 from w2vdist.errors import TrainingDiverged
 from w2vdist.train import checkpoints as ckpt
-from w2vdist.train.blocks import (EpochLayout, FileCache, ReadAhead, corpus_file, pairs_file, read_corpus_block,
-                                  read_pair_block)
+from w2vdist.train.blocks import BLOCK_SOURCES, BlockSource, EpochLayout, ReadAhead
 from w2vdist.train.checkpoints import EpochTotals, TrainState
 from w2vdist.train.engine import Engine, Tables, choose_kernel
-from w2vdist.train.plan import TrainPlan, read_vocabulary
+from w2vdist.train.plan import TrainPlan
 from w2vdist.train.replicas import ReplicaGroup
 from w2vdist.train.types import LaunchResult, WorkerInfo
 
 log = logging.getLogger("w2vdist.train")
 
 PROGRESS_EVERY_S = 5.0
-METRICS_FILE = "metrics.jsonl"
-WORKERS_DIR = "workers"
-DIVERGED_FILE = "diverged.txt"  # a diverged run's message: a restarted worker stops at once instead of retraining
 CACHE_FRACTION = 0.25           # of the device's free memory (or the machine's) that may hold the input files
 
 T = TypeVar("T")
@@ -58,16 +55,16 @@ def train_loop_per_worker(plan: TrainPlan, worker: WorkerInfo, store: Checkpoint
                           device: torch.device) -> TrainState:
     """Train until the last epoch ends (or max_words); return the last checkpoint's state."""
     settings = plan.settings
-    run_dir = Path(plan.run_dir)
+    run = RunLayout(plan.run_dir)
     group = ReplicaGroup.from_process_group(settings.sync_rule)
     leader = group.rank == 0
     kernel = choose_kernel(settings.kernel, device)
-    _record_worker(run_dir, group.rank, device, kernel, worker)
-    diverged = run_dir / "train" / DIVERGED_FILE
+    _record_worker(run, group.rank, device, kernel, worker)
+    diverged = run.diverged_note  # a diverged run's message: a restarted worker stops at once instead of retraining
     if diverged.is_file():  # Ray Train restarts failed workers; a divergence would only happen again
         raise TrainingDiverged(diverged.read_text(encoding="utf-8"))
 
-    vocab = read_vocabulary(run_dir / "vocab")
+    vocab = read_vocabulary(run.vocab)
     restored = store.restore(lambda folder: (ckpt.load_tables(folder, device), ckpt.read_state(folder)))
     if restored is None:
         tables = Tables.initial(plan.vocab_size, settings.dim, settings.seed, device)
@@ -84,12 +81,10 @@ def train_loop_per_worker(plan: TrainPlan, worker: WorkerInfo, store: Checkpoint
                      f"{state.words_done:,.0f}")
     group.start(tables)
     engine = Engine(tables, vocab.column("count").to_numpy(), settings, plan.window, kernel, worker.threads)
-    probes = _probe_recorder(plan, vocab, run_dir) if leader else None
+    probes = _probe_recorder(plan, vocab, run) if leader else None
     progress = Progress(plan, enabled=leader)
-    caches = [FileCache(list(files), ["chunk_id", "ids"] if settings.pair_source == "corpus" else
-                        ["center", "context"], _cache_budget(device), device,
-                        corpus_file if settings.pair_source == "corpus" else pairs_file)
-              for files in plan.input_files]
+    block_sources = [BLOCK_SOURCES[settings.pair_source](list(files), _cache_budget(device), device)
+                     for files in plan.input_files]
     last_checkpoint = time.monotonic()
     next_probe, probed = state.words_done, None
 
@@ -107,8 +102,7 @@ def train_loop_per_worker(plan: TrainPlan, worker: WorkerInfo, store: Checkpoint
         first_round = state.next_block // layout.round_size
         progress.start_epoch(epoch, state.current)
         syncs_before, sync_s_before = group.syncs, group.sync_seconds
-        reader = ReadAhead(lambda: _read_blocks(layout, first_round, group.rank, caches[source],
-                                                settings.pair_source))
+        reader = ReadAhead(lambda: _read_blocks(layout, first_round, group.rank, block_sources[source]))
         try:
             for round_index in range(first_round, layout.rounds):
                 result, words = LaunchResult(0, 0.0, 0), 0.0
@@ -156,20 +150,17 @@ def train_loop_per_worker(plan: TrainPlan, worker: WorkerInfo, store: Checkpoint
         state.epoch, state.next_block, state.current = epoch + 1, 0, EpochTotals()
         checkpoint(finished=state.epoch == settings.epochs)
         if leader:
-            with open(run_dir / "train" / METRICS_FILE, "a", encoding="utf-8") as out:
-                out.write(json.dumps(record) + "\n")
+            append_record(run.train_metrics, record)
     if probes is not None and probed != state.words_done:
         probes.record(round(state.words_done), tables.input, progress.recent_loss())
     return state
 
 
-def _read_blocks(layout: EpochLayout, first_round: int, rank: int, cache: FileCache,
-                 pair_source: str) -> Iterator[Any]:
+def _read_blocks(layout: EpochLayout, first_round: int, rank: int, source: BlockSource) -> Iterator[Any]:
     """This replica's blocks from `first_round` on, read (and put on the device) ahead of the kernels."""
-    read = read_corpus_block if pair_source == "corpus" else read_pair_block
     for round_index in range(first_round, layout.rounds):
         for block in layout.blocks_of(round_index, rank):
-            yield read(cache, block)
+            yield source.read(block)
 
 
 def _learning_rate(settings, epochs_done: float) -> float:
@@ -269,14 +260,13 @@ def _duration(seconds: float) -> str:
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
-def _record_worker(run_dir: Path, rank: int, device: torch.device, kernel: str, worker: WorkerInfo) -> None:
+def _record_worker(run: RunLayout, rank: int, device: torch.device, kernel: str, worker: WorkerInfo) -> None:
     """RUN_DIR/train/workers/rank-R.json: which process trains replica R, on which host and Ray node (operators,
     and the killed-worker test)."""
-    folder = run_dir / "train" / WORKERS_DIR
-    folder.mkdir(parents=True, exist_ok=True)
+    run.workers.mkdir(parents=True, exist_ok=True)
     info = {"rank": rank, "pid": os.getpid(), "host": socket.gethostname(), "ray_node": worker.ray_node,
             "device": str(device), "kernel": kernel, "threads": worker.threads, "started": time.time()}
-    (folder / f"rank-{rank}.json").write_text(json.dumps(info) + "\n", encoding="utf-8")
+    run.worker_record(rank).write_text(json.dumps(info) + "\n", encoding="utf-8")
 
 
 def _save_checkpoint(store: CheckpointStore, tables: Tables, state: TrainState, plan: TrainPlan, rank: int,
@@ -295,10 +285,10 @@ def _save_checkpoint(store: CheckpointStore, tables: Tables, state: TrainState, 
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def _probe_recorder(plan: TrainPlan, vocab, run_dir: Path):
+def _probe_recorder(plan: TrainPlan, vocab, run: RunLayout):
     if not plan.settings.probe_words:
         return None
     from w2vdist.probes import ProbeRecorder
 
     return ProbeRecorder(list(plan.settings.probe_words), vocab.column("word").to_pylist(),
-                         plan.settings.probe_every, run_dir / "probes")
+                         plan.settings.probe_every, run.probes)

@@ -13,20 +13,13 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
-
 from w2vdist.config import Config
+from w2vdist.datasets import read_vocabulary, scan_corpus, scan_pairs
 from w2vdist.errors import ConfigError, RunDirError
 from w2vdist.rundir import RunDir
 from w2vdist.train.types import TrainSettings
 
 log = logging.getLogger("w2vdist.train")
-
-VOCAB_SCHEMA = pa.schema([("id", pa.int32()), ("word", pa.string()), ("count", pa.int64())])
-PAIRS_SCHEMA = pa.schema([("center", pa.int32()), ("context", pa.int32())])
-CORPUS_SCHEMA = pa.schema([("chunk_id", pa.int64()), ("ids", pa.list_(pa.int32()))])
 
 BLOCK_WORDS = 1 << 20     # corpus words per block (one kernel launch): a second or two of a CPU thread's work
 MIN_BLOCKS_PER_REPLICA = 4
@@ -78,21 +71,21 @@ def build_plan(config: Config) -> TrainPlan:
     if missing:
         raise RunDirError(f"'{run.manifest_path}': stages.preprocess.stats lacks {', '.join(missing)}; "
                           f"run `w2vdist preprocess` again")
-    vocab_size = len(read_vocabulary(run.path / "vocab"))
+    vocab_size = len(read_vocabulary(run.vocab))
     raw_tokens = int(stats["raw_tokens"])
     if config.pair_source == "pairs":
         files, rows = [], []
         for draw, expected in enumerate(stats["pairs_per_draw"]):
-            draw_files, draw_rows = scan_pairs(run.path / "pairs" / f"draw={draw}", vocab_size)
+            draw_files, draw_rows = scan_pairs(run.pairs_draw(draw), vocab_size)
             if sum(draw_rows) != expected:
-                raise RunDirError(f"'{run.path / 'pairs' / f'draw={draw}'}' holds {sum(draw_rows):,} pairs but the "
+                raise RunDirError(f"'{run.pairs_draw(draw)}' holds {sum(draw_rows):,} pairs but the "
                                   f"manifest says {expected:,}: the pairs are not the ones preprocess wrote; run it "
                                   f"again")
             files.append(tuple(str(f) for f in draw_files))
             rows.append(tuple(draw_rows))
         words_per_row = [raw_tokens / max(sum(r), 1) for r in rows]
     else:
-        corpus_files, corpus_chunks = scan_corpus(run.path / "corpus", vocab_size)
+        corpus_files, corpus_chunks = scan_corpus(run.corpus, vocab_size)
         files, rows = [tuple(str(f) for f in corpus_files)], [tuple(corpus_chunks)]
         words_per_row = [raw_tokens / max(sum(corpus_chunks), 1)]
     problems = settings_problems(config)
@@ -147,95 +140,3 @@ def settings_problems(config: Config) -> list[str]:
         problems.append("setting 'pair_source' is pairs, which trains with the CPU kernels only: use "
                         "pair_source=corpus on GPUs")
     return problems
-
-
-def read_vocabulary(path: Path) -> pa.Table:
-    """vocab/ as a table with ids 0..V-1 in order; a clear error for anything else."""
-    if not path.is_dir():
-        raise RunDirError(f"'{path}' does not exist: the preprocess output is incomplete; run it again")
-    try:
-        table = pq.read_table(path)
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise RunDirError(f"'{path}' is not a readable Parquet dataset: {exc}") from None
-    for field in VOCAB_SCHEMA:
-        if field.name not in table.schema.names or table.schema.field(field.name).type != field.type:
-            raise RunDirError(f"'{path}' must have columns id int32, word string, count int64; got {table.schema}")
-    table = table.select(VOCAB_SCHEMA.names).sort_by("id")
-    ids = table.column("id").to_numpy()
-    if len(ids) == 0:
-        raise RunDirError(f"'{path}' is empty: no word reached min_count")
-    if not np.array_equal(ids, np.arange(len(ids))):
-        raise RunDirError(f"'{path}': ids must be 0..{len(ids) - 1} without gaps or repeats")
-    if table.column("count").to_numpy().min() < 0 or table.column("count").to_numpy().max() < 1:
-        raise RunDirError(f"'{path}': counts must not be negative and some must be positive (0 is a retrained "
-                          f"run's word that its new corpus lacks)")
-    return table
-
-
-def scan_pairs(path: Path, vocab_size: int) -> tuple[list[Path], list[int]]:
-    """The pairs files with their row counts, each checked against the schema and the vocabulary's ids."""
-    files, rows = _scan_dataset(path, "pairs", PAIRS_SCHEMA, vocab_size)
-    if sum(rows) == 0:
-        raise RunDirError(f"'{path}' holds no pairs: the corpus is too small for the window")
-    return files, rows
-
-
-def scan_corpus(path: Path, vocab_size: int) -> tuple[list[Path], list[int]]:
-    """The corpus files (pair_source=corpus) with their chunk counts, checked like the pairs files."""
-    files, rows = _scan_dataset(path, "corpus", CORPUS_SCHEMA, vocab_size)
-    if sum(rows) == 0:
-        raise RunDirError(f"'{path}' holds no chunks: nothing to train on")
-    return files, rows
-
-
-def _scan_dataset(path: Path, name: str, schema: pa.Schema, vocab_size: int) -> tuple[list[Path], list[int]]:
-    files = sorted(path.glob("part-*.parquet")) if path.is_dir() else []
-    if not files:
-        raise RunDirError(f"'{path}' holds no part-*.parquet files: the preprocess output is incomplete")
-    expected = ", ".join(f"{field.name} {field.type}" for field in schema)
-    id_columns = [field.name for field in schema if field.type in (pa.int32(), pa.list_(pa.int32()))]
-    rows = []
-    for file in files:
-        try:
-            parquet = pq.ParquetFile(file)
-        except (pa.ArrowInvalid, OSError) as exc:
-            raise RunDirError(f"{name} file '{file}' is not readable Parquet: {exc}") from None
-        found = parquet.schema_arrow
-        for field in schema:
-            if field.name not in found.names or not found.field(field.name).type.equals(field.type,
-                                                                                        check_metadata=False):
-                got = ", ".join(f"{field.name} {field.type}" for field in found)
-                raise RunDirError(f"{name} file '{file}' must have columns {expected}; got {got}")
-        for column in id_columns:
-            low, high = _id_range(file, parquet, column, name)
-            if low < 0 or high >= vocab_size:
-                raise RunDirError(f"{name} file '{file}': column {column} holds ids from {low} to {high} but the "
-                                  f"vocabulary has ids 0..{vocab_size - 1}: the file does not match vocab/; run "
-                                  f"preprocess again")
-        rows.append(parquet.metadata.num_rows)
-    return files, rows
-
-
-def _id_range(file: Path, parquet: pq.ParquetFile, column: str, name: str) -> tuple[int, int]:
-    """Min and max of an id column (or of the ids in a list column), from the row-group statistics when every row
-    group has them."""
-    metadata = parquet.metadata
-    leaf = next(i for i in range(metadata.num_columns)
-                if metadata.schema.column(i).path.split(".")[0] == column)
-    lows, highs = [], []
-    for group in range(metadata.num_row_groups):
-        chunk = metadata.row_group(group).column(leaf)
-        if chunk.num_values == 0:
-            continue
-        stats = chunk.statistics
-        if stats is None or not stats.has_min_max or stats.null_count:
-            values = parquet.read(columns=[column]).column(column).combine_chunks()
-            if isinstance(values, pa.ListArray):
-                values = values.flatten()
-            if values.null_count:
-                raise RunDirError(f"{name} file '{file}' has null {column} ids")
-            ids = values.to_numpy()
-            return (int(ids.min()), int(ids.max())) if len(ids) else (0, 0)
-        lows.append(stats.min)
-        highs.append(stats.max)
-    return (min(lows), max(highs)) if lows else (0, 0)

@@ -4,13 +4,15 @@ Before training: a fresh start clears the last run's checkpoints and metrics; a 
 whole checkpoint was made from this preprocess output with the same result settings, and removes every other
 checkpoint and Ray Train's record of them, so that the one it checked is the one the workers restore. Either way
 the stage is marked incomplete in the manifest while it trains. After training: vectors/ is written from the last
-checkpoint (verified again) and committed with the stage's record.
+checkpoint (verified again) and committed with the stage's record. The stage is complete, and `w2vdist train`
+skips it, while the manifest says so for the same fingerprint: this preprocess output, the result settings and the
+base run.
 
     RUN_DIR/train/checkpoints/        Ray Train's checkpoints (checkpoint-<n>/ with tables.pt, state.json)
     RUN_DIR/train/checkpoints-local/  the same, for runs without Ray
     RUN_DIR/train/metrics.jsonl       one line per finished epoch (loop.Progress.end_epoch)
     RUN_DIR/train/workers/rank-R.json the process, host, device and kernel of each worker
-    RUN_DIR/vectors/                  id int32, word string, count int64, vector list<float32>, ordered by id
+    RUN_DIR/vectors/                  datasets.VECTORS: id, word, count, vector, ordered by id
 """
 
 from __future__ import annotations
@@ -19,27 +21,20 @@ import dataclasses
 import logging
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 
+from w2vdist.datasets import VECTORS, RunLayout, read_vocabulary, write_vectors_dataset
 from w2vdist.errors import CheckpointError, ConfigError, RunDirError, writing
 from w2vdist import rundir
-from w2vdist.rundir import PROBES_DIR, PROBES_FILE, RunDir
+from w2vdist.rundir import RunDir
 from w2vdist.train import checkpoints as ckpt
-from w2vdist.train.loop import DIVERGED_FILE, METRICS_FILE, WORKERS_DIR
-from w2vdist.train.plan import TrainPlan, read_vocabulary
+from w2vdist.train.plan import TrainPlan
 
 log = logging.getLogger("w2vdist.train")
 
 STAGE = "train"
-TRAIN_DIR = "train"
-RAY_CHECKPOINTS = "checkpoints"
-LOCAL_CHECKPOINTS = "checkpoints-local"
-VECTORS_SCHEMA = pa.schema([("id", pa.int32()), ("word", pa.string()), ("count", pa.int64()),
-                            ("vector", pa.list_(pa.float32()))])
 ROWS_PER_BLOCK = 1 << 16
 
 
@@ -53,19 +48,18 @@ def completed_record(plan: TrainPlan, force: bool) -> dict[str, Any] | None:
     """The stage's record when training is complete for this preprocess output and these settings (and not
     forced): then there is nothing to do, as for a complete preprocess stage."""
     run = RunDir(plan.run_dir)
-    if force or not run.is_complete(STAGE, fingerprint(plan)):
-        return None
-    log.info("train: %s is complete for this preprocess output and these settings; skipped (force=true redoes "
-             "it)", run.path)
-    return run.stage(STAGE)
+    done = run.up_to_date(STAGE, fingerprint(plan), force)
+    if done is not None:
+        log.info("train: %s is complete for this preprocess output and these settings; skipped (force=true "
+                 "redoes it)", run.path)
+    return done
 
 
 def prepare(plan: TrainPlan, resume: bool, checkpoint_root: Path) -> Path | None:
     """Ready the run directory for training; with `resume`, return the checkpoint to restore, the only one left
     under `checkpoint_root`."""
     run = RunDir(plan.run_dir)
-    train_dir = run.path / TRAIN_DIR
-    (train_dir / DIVERGED_FILE).unlink(missing_ok=True)  # other settings (or a resume) deserve a new try
+    run.diverged_note.unlink(missing_ok=True)  # other settings (or a resume) deserve a new try
     folder = None
     if resume:
         folder = check_resumable(plan, checkpoint_root)
@@ -73,10 +67,10 @@ def prepare(plan: TrainPlan, resume: bool, checkpoint_root: Path) -> Path | None
         _remove_all_but(checkpoint_root, folder)
     else:
         shutil.rmtree(checkpoint_root, ignore_errors=True)
-        shutil.rmtree(train_dir / WORKERS_DIR, ignore_errors=True)
-        (train_dir / METRICS_FILE).unlink(missing_ok=True)
-        (run.path / PROBES_DIR / PROBES_FILE).unlink(missing_ok=True)  # a fresh start's probes begin anew
-    train_dir.mkdir(exist_ok=True)
+        shutil.rmtree(run.workers, ignore_errors=True)
+        run.train_metrics.unlink(missing_ok=True)
+        run.probe_records.unlink(missing_ok=True)  # a fresh start's probes begin anew
+    run.train_dir.mkdir(exist_ok=True)
     run.abandon(run.begin(STAGE))  # marks the stage incomplete until finish() commits
     return folder
 
@@ -123,9 +117,8 @@ def finish(plan: TrainPlan, folder: Path, run_info: dict[str, Any]) -> dict[str,
     state = ckpt.read_state(folder)
     staging = run.begin(STAGE)
     try:
-        (staging / "vectors").mkdir()
         with writing(run.path):
-            write_vectors(folder, read_vocabulary(run.path / "vocab"), staging / "vectors" / "part-00000.parquet")
+            write_vectors_dataset(RunLayout(staging).vectors, read_vocabulary(run.vocab), _vector_blocks(folder))
         epochs = state["epochs"]
         seconds = sum(e["seconds"] for e in epochs)
         record = {
@@ -140,23 +133,15 @@ def finish(plan: TrainPlan, folder: Path, run_info: dict[str, Any]) -> dict[str,
                       "final_loss": epochs[-1]["loss"] if epochs else None},
             "seconds": {"train": round(seconds, 2)},
         }
-        return run.commit(STAGE, staging, ["vectors"], record)
+        return run.commit(STAGE, staging, [VECTORS.folder], record)
     except BaseException:
         run.abandon(staging)
         raise
 
 
-def write_vectors(folder: Path, vocab: pa.Table, path: Path) -> None:
+def _vector_blocks(folder: Path) -> Iterator[np.ndarray]:
+    """The word vectors of checkpoint `folder`, ROWS_PER_BLOCK rows at a time: the table is memory-mapped, so the
+    whole of it is never in memory."""
     table = ckpt.input_table(folder)
-    with pq.ParquetWriter(path, VECTORS_SCHEMA) as writer:
-        start = 0
-        for first in range(0, table.shape[0], ROWS_PER_BLOCK):
-            block = table[first:first + ROWS_PER_BLOCK].contiguous()
-            rows, dim = block.shape
-            values = pa.array(block.numpy().reshape(-1), pa.float32())
-            offsets = pa.array(np.arange(rows + 1, dtype=np.int32) * dim)
-            part = vocab.slice(start, rows)
-            writer.write_table(pa.Table.from_arrays(
-                [part.column("id"), part.column("word"), part.column("count"),
-                 pa.ListArray.from_arrays(offsets, values)], schema=VECTORS_SCHEMA))
-            start += rows
+    for first in range(0, table.shape[0], ROWS_PER_BLOCK):
+        yield table[first:first + ROWS_PER_BLOCK].contiguous().numpy()
