@@ -12,7 +12,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from w2vdist.train.engine import Tables
-from w2vdist.train.replicas import ReplicaGroup
+from w2vdist.train.replicas import AGREED_STEP, ReplicaGroup
 
 ROWS, DIM = 6, 4
 
@@ -65,7 +65,7 @@ def _expected(rule: str, start: np.ndarray, changes: np.ndarray) -> np.ndarray:
     own = (changes ** 2).sum(axis=(0, 2))
     together = np.maximum((total ** 2).sum(1), np.finfo(np.float32).tiny)
     with np.errstate(over="ignore"):  # changes that cancel: any scale leaves the row where it was
-        scale = np.clip(own / together, 1 / replicas, 1)
+        scale = np.clip(AGREED_STEP * own / together, 1 / replicas, 1)
     return start + total * scale[:, None]
 
 
@@ -87,7 +87,7 @@ def test_two_replicas_sync_by_the_rule(rule):
     if rule == "agreement":
         moved = results[0][0] - start.input.numpy()
         np.testing.assert_allclose(moved[0], changes[0, 0], rtol=1e-5)   # one replica's change counts fully
-        np.testing.assert_allclose(moved[1], changes[0, 1], rtol=1e-5)   # agreeing changes: their mean
+        np.testing.assert_allclose(moved[1], AGREED_STEP * changes[0, 1], rtol=1e-5)  # agreeing: not 2x one
         np.testing.assert_allclose(moved[2], 0.0, atol=1e-6)              # opposite changes cancel
         np.testing.assert_array_equal(moved[5], 0.0)
 
