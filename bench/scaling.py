@@ -102,7 +102,57 @@ def main() -> int:
             passed &= ok
             print(f"  bar for 8 workers (analogy within 1 point): {'met' if ok else 'NOT met'}")
     print(f"({os.cpu_count()} cores; load average {os.getloadavg()[0]:.1f} at the end)")
+    synced = [figures for workers, figures, _ in rows if workers > 1 and figures.get("syncs")]
+    if base_workers == 1 and synced:
+        print_projection(base["words_per_s"], synced[0], vocab_size(source))
     return 0 if passed else 1
+
+
+# PROJECTION inputs that were not measured here (no GPU, no network): stated, not measured.
+NVLINK_BYTES_S, NVLINK_STEP_S = 360e9, 10e-6     # NCCL all-reduce bus bandwidth of 8 H100 SXM, latency per ring step
+ETHERNET_BYTES_S, ETHERNET_STEP_S = 1.1e9, 50e-6  # 10 Gb/s Ethernet, what TCP carries of it, latency per ring step
+H100_WORDS_S = 100e6           # the low end of the Triton kernel's ESTIMATE (README, GPU)
+CORES_PER_NODE, THREAD_EFFICIENCY = 16, 0.83  # 2 threads ran 1.65x 1 thread here (bench/train_speed.py)
+SYNC_EVERY = (1_000_000, 16_000_000, 64_000_000)
+
+
+def ring_bytes(workers: int, vocab: int, dim: int) -> float:
+    """Bytes each worker sends per sync (ring all-reduce of both fp32 tables and rule agreement's 2 V numbers)."""
+    return 2 * (workers - 1) / workers * (2 * vocab * dim + 2 * vocab) * 4
+
+
+def projected_words_s(workers: int, worker_words_s: float, sync_s: float, sync_every: int) -> float:
+    """Words/s of `workers` replicas that sync every `sync_every` words: a round trains sync_every words at the
+    workers' summed rate, then waits for one sync."""
+    return sync_every / (sync_every / (workers * worker_words_s) + sync_s)
+
+
+def print_projection(worker_words_s: float, synced: dict, vocab: int) -> None:
+    measured_bytes_s = synced["bytes_per_sync"] * synced["syncs"] / max(synced["sync_seconds"], 1e-9)
+    print(f"\nPROJECTION (not measured: derived from this run's 1-worker rate, {worker_words_s:,.0f} words/s, and "
+          f"its sync cost, {synced['sync_seconds'] / synced['syncs'] * 1e3:.0f} ms for "
+          f"{synced['bytes_per_sync'] / 1e6:.0f} MB = {measured_bytes_s / 1e9:.2f} GB/s over gloo on loopback)")
+    node_words_s = worker_words_s * CORES_PER_NODE * THREAD_EFFICIENCY
+    setups = [("8 H100 on NVLink", 8, H100_WORDS_S, NVLINK_BYTES_S, NVLINK_STEP_S),
+              ("16 CPU nodes, 10 Gb/s", 16, node_words_s, ETHERNET_BYTES_S, ETHERNET_STEP_S)]
+    print(f"{'setup':24s}{'V x dim':>14s}{'MB/sync':>9s}{'sync ms':>9s}{'sync_every':>12s}{'B/word':>8s}"
+          f"{'words/s':>16s}{'of ideal':>9s}")
+    for name, workers, rate, bandwidth, step_s in setups:
+        for table_vocab, dim in ((vocab, 100), (1_000_000, 300)):
+            sent = ring_bytes(workers, table_vocab, dim)
+            sync_s = sent / bandwidth + 2 * (workers - 1) * step_s
+            for sync_every in SYNC_EVERY:
+                words_s = projected_words_s(workers, rate, sync_s, sync_every)
+                print(f"{name:24s}{f'{table_vocab:,} x {dim}':>14s}{sent / 1e6:9.0f}{sync_s * 1e3:9.1f}"
+                      f"{sync_every:12,d}{sent / sync_every:8.0f}{words_s:16,.0f}{words_s / (workers * rate):8.0%}")
+    print(f"(per worker: an H100 at {H100_WORDS_S:,.0f} words/s, the low end of the kernel's estimate; a CPU node "
+          f"at {CORES_PER_NODE} cores x the measured 1-thread rate x {THREAD_EFFICIENCY})")
+
+
+def vocab_size(run: Path) -> int:
+    import pyarrow.parquet as pq
+
+    return pq.ParquetDataset(run / "vocab").read(columns=["id"]).num_rows
 
 
 if __name__ == "__main__":

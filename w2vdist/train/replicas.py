@@ -29,6 +29,13 @@ from w2vdist.train.engine import Tables
 AGREED_STEP = 1.5  # between the mean (1) and the stability limit (2); chosen by measurement (README, Data parallel)
 
 
+def agreement_scale(own_squares: torch.Tensor, total_change: torch.Tensor, replicas: int) -> torch.Tensor:
+    """Rule agreement's factor for each row's summed change: AGREED_STEP x sum_i |d_i|^2 / |sum_i d_i|^2, in
+    [1/R, 1]. `own_squares` holds sum_i |d_i|^2 per row, `total_change` the rows' sum_i d_i."""
+    total_squares = total_change.pow(2).sum(1).clamp_min(torch.finfo(total_change.dtype).tiny)
+    return (AGREED_STEP * own_squares / total_squares).clamp(1.0 / replicas, 1.0)
+
+
 class ReplicaGroup:
     def __init__(self, rank: int, replicas: int, rule: str = "changes"):
         self.rank = rank
@@ -85,9 +92,7 @@ class ReplicaGroup:
         dist.all_reduce(own_squares)
         rows = len(tables.input)
         for part, (change, synced) in enumerate(zip(changes, (self._synced.input, self._synced.output))):
-            total_squares = change.pow(2).sum(1).clamp_min(torch.finfo(change.dtype).tiny)
-            own = own_squares[part * rows:(part + 1) * rows]
-            scale = (AGREED_STEP * own / total_squares).clamp(1.0 / self.replicas, 1.0)
+            scale = agreement_scale(own_squares[part * rows:(part + 1) * rows], change, self.replicas)
             change.mul_(scale.unsqueeze(1)).add_(synced)
             synced.copy_(change)
 
