@@ -47,12 +47,21 @@ def test_overrides_are_typed_and_win_over_files(tmp_path):
     ("phrase_threshold=[100, -.inf]", ["'phrase_threshold'", "a list of finite numbers"]),
     ("token_pattern=(", ["'token_pattern'", "not a valid regular expression", "'('"]),
     ("token_pattern=[a-z]*", ["'token_pattern'", "matches the empty string"]),
+    ("column_shards=many", ["'column_shards'", "an integer >= 1 or auto", "'many'"]),
+    ("column_shards=0", ["'column_shards'", "an integer >= 1 or auto"]),
+    ("column_shards=2", ["'num_workers' (1) must be a multiple of 'column_shards' (2)"]),
+    ("column_shards=200", ["'column_shards' (200) must not exceed 'dim' (100)"]),
 ])
 def test_bad_settings_name_the_key_and_what_is_allowed(override, words):
     with pytest.raises(ConfigError) as info:
         load_config([], [override])
     for word in words:
         assert word in str(info.value)
+
+
+def test_column_shards_is_a_number_or_auto():
+    assert load_config([], ["num_workers=4", "column_shards=2"]).column_shards == 2
+    assert load_config([], ["num_workers=3", "column_shards=auto"]).column_shards == "auto"
 
 
 def test_a_nan_setting_stops_the_command_at_once_naming_it(tmp_path):

@@ -12,7 +12,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from w2vdist.train.engine import Tables
-from w2vdist.train.replicas import AGREED_STEP, ReplicaGroup
+from w2vdist.train.replicas import AGREED_STEP, ReplicaGroup, worker_groups
 
 ROWS, DIM = 6, 4
 
@@ -44,7 +44,7 @@ def _replica(rank: int, replicas: int, port: int, rule: str, results) -> None:
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=replicas)
     try:
         tables = _start()
-        group = ReplicaGroup.from_process_group(rule)
+        _, group, _ = worker_groups(1, DIM, rule)
         group.start(tables)
         change = torch.from_numpy(_changes(replicas)[rank])
         tables.input.add_(change)
@@ -99,3 +99,40 @@ def test_one_replica_leaves_the_tables_alone():
     group.start(tables)
     group.sync(tables)
     assert torch.equal(tables.input, before) and group.syncs == 0
+
+
+def _grid_worker(rank: int, workers: int, port: int, results) -> None:
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=workers)
+    try:
+        place, group, shards = worker_groups(2, DIM, "changes")
+        columns = slice(place.columns(DIM).start, place.columns(DIM).stop)
+        whole = _start()
+        tables = Tables(whole.input[:, columns].contiguous(), whole.output[:, columns].contiguous())
+        group.start(tables)
+        change = torch.from_numpy(_changes(place.replicas)[place.replica])[:, columns]
+        tables.input.add_(change)
+        tables.output.add_(2 * change)
+        group.sync(tables)
+        gathered = (shards.whole(tables.input), shards.whole(tables.output))
+        if place.shard == 0:
+            results[place.replica] = tuple(table.numpy() for table in gathered)
+        results["sum", rank] = group.sum([place.replica + 1.0], torch.device("cpu"))[0]
+    finally:
+        dist.destroy_process_group()
+
+
+def test_two_replicas_of_two_column_shards_sync_shard_by_shard():
+    """Workers 0, 1 are replica 0's shards, workers 2, 3 replica 1's: each shard index syncs its columns with the
+    other replica's, the whole tables gathered from a replica's shards are the sync rule's, and a replica's
+    progress counts once, not once per shard."""
+    with mp.Manager() as manager:
+        results = manager.dict()
+        mp.spawn(_grid_worker, args=(4, _free_port(), results), nprocs=4)
+        results = dict(results)
+    start, changes = _start(), _changes(2)
+    for replica in (0, 1):
+        np.testing.assert_allclose(results[replica][0], _expected("changes", start.input.numpy(), changes),
+                                   rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(results[replica][1], _expected("changes", start.output.numpy(), 2 * changes),
+                                   rtol=1e-5, atol=1e-6)
+    assert [results["sum", rank] for rank in range(4)] == [3.0] * 4

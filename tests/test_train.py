@@ -227,6 +227,8 @@ def test_initialisation_is_word2vecs():
     assert tables.input.shape == (1000, 50) and torch.all(tables.output == 0)
     assert tables.input.abs().max() < 0.5 / 50 and tables.input.std() == pytest.approx(1 / 50 / 12 ** 0.5, rel=0.05)
     assert torch.equal(tables.input, Tables.initial(1000, 50, seed=3, device=torch.device("cpu")).input)
+    shard = Tables.initial(1000, 50, seed=3, device=torch.device("cpu"), columns=range(17, 34))
+    assert torch.equal(shard.input, tables.input[:, 17:34]) and shard.output.shape == (1000, 17)
 
 
 def test_the_learning_rate_decays_linearly_over_the_run():
@@ -356,6 +358,8 @@ def test_a_missing_corpus_is_named_before_training(tmp_path):
     (["kernel=triton", "use_gpu=false"], ["'kernel' is triton", "'use_gpu' is false"]),
     (["pair_source=pairs", "use_gpu=true"], ["'pair_source' is pairs", "pair_source=corpus"]),
     (["negative=0"], ["'negative'", ">= 1"]),
+    (["num_workers=2", "column_shards=2", "pair_source=pairs"], ["'pair_source' is pairs", "column_shards=2"]),
+    (["num_workers=2", "column_shards=2", "kernel=numba"], ["'kernel' is numba", "column_shards=2"]),
 ])
 def test_settings_that_cannot_work_are_named_before_any_work(tmp_path, capsys, overrides, words):
     run = build_run_dir(tmp_path / "run", two_topic_sentences(count=50))
@@ -363,6 +367,31 @@ def test_settings_that_cannot_work_are_named_before_any_work(tmp_path, capsys, o
     err = capsys.readouterr().err
     assert all(word in err for word in words), err
     assert "Traceback" not in err and not (run / "train").exists()
+
+
+@pytest.mark.parametrize("memory, workers, shards", [(10 ** 9, 4, 1), (1.5, 4, 2), (1.5, 3, 3), (0.8, 6, 3)])
+def test_column_shards_auto_takes_the_fewest_shards_whose_slices_fit(tmp_path, monkeypatch, caplog, memory, workers,
+                                                                     shards):
+    """`memory` in units of both tables' bytes: a shard's slice may take half of it."""
+    from w2vdist.train import plan as plan_module
+
+    run = build_run_dir(tmp_path / "run", two_topic_sentences(count=50))
+    tables_bytes = 2 * 25 * 100 * 4  # 25 words at dim 100
+    monkeypatch.setattr(plan_module, "device_memory", lambda use_gpu: (int(memory * tables_bytes), "GPU"))
+    caplog.set_level("INFO")
+    plan = build_plan(load_config([], [f"num_workers={workers}", "column_shards=auto"], {"out": str(run)}))
+    assert plan.vocab_size == 25
+    assert (plan.settings.column_shards, plan.settings.replicas) == (shards, workers // shards)
+    assert f"column_shards=auto: {shards} shard(s) per replica" in caplog.text
+
+
+def test_column_shards_auto_says_when_no_slice_fits(tmp_path, monkeypatch):
+    from w2vdist.train import plan as plan_module
+
+    run = build_run_dir(tmp_path / "run", two_topic_sentences(count=50))
+    monkeypatch.setattr(plan_module, "device_memory", lambda use_gpu: (4000, "GPU"))
+    with pytest.raises(ConfigError, match=r"'column_shards' is auto, but even 2 shards .* do not fit.*GPU's"):
+        build_plan(load_config([], ["num_workers=2", "column_shards=auto"], {"out": str(run)}))
 
 
 @pytest.mark.parametrize("overrides, cluster, words", [

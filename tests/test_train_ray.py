@@ -99,6 +99,29 @@ def test_a_run_stopped_under_ray_resumes_from_its_checkpoint(ray_session, tmp_pa
     np.testing.assert_allclose(vectors(parts), vectors(whole), atol=1e-5)
 
 
+def test_two_column_shards_train_the_vectors_of_one_through_a_stop_and_resume(ray_session, tmp_path, monkeypatch):
+    """One replica on two workers, each holding half the columns of both tables: stopped, resumed (its
+    checkpoint holds the whole tables, gathered from both shards, and the resume slices them again), it ends
+    with the vectors the sharded step ends with on one worker (the loop without Ray, its kernel forced to the
+    sharded step), and counts each word once."""
+    from w2vdist.train import loop
+
+    sentences = two_topic_sentences(count=300)
+    one = build_run_dir(tmp_path / "one", sentences)
+    monkeypatch.setattr(loop, "choose_kernel", lambda requested, device, column_shards=1: "sharded")
+    assert local_main([str(one), *SMALL]) == 0
+    assert json.loads((one / "train" / "workers" / "rank-0.json").read_text())["kernel"] == "sharded"
+    two = build_run_dir(tmp_path / "two", sentences)
+    assert train(two, "num_workers=2", "column_shards=2", "max_words=5000") is None
+    assert ckpt.load_tables(ckpt.latest(two / "train" / "checkpoints"), "cpu")[0].shape[1] == 16
+    record = train(two, "num_workers=2", "column_shards=2", "resume=true")
+    assert record["stats"]["column_shards"] == 2 and record["config"]["column_shards"] == 2
+    workers = [json.loads(p.read_text()) for p in (two / "train" / "workers").glob("rank-*.json")]
+    assert sorted((w["replica"], w["shard"], w["kernel"]) for w in workers) == [(0, 0, "sharded"), (0, 1, "sharded")]
+    assert [e["words"] for e in record["stats"]["epochs"]] == [sum(len(s) for s in sentences)] * 3
+    np.testing.assert_allclose(vectors(two), vectors(one), rtol=1e-4, atol=1e-5)
+
+
 def test_a_killed_worker_is_replaced_and_the_run_finishes(ray_session, tmp_path):
     run = build_run_dir(tmp_path / "run", two_topic_sentences(count=600))
     outcome = {}

@@ -89,9 +89,9 @@ def _run_preprocess(args: argparse.Namespace) -> int:
 def _add_train(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="Ray Train: skip-gram negative sampling on a preprocessed run directory",
                        description="Train the input and output tables on the run directory's corpus/ (or pairs/, "
-                                   "setting pair_source), sharded by columns over num_workers Ray Train workers, "
-                                   "and write vectors/ into the run directory. Example: w2vdist train runs/wiki "
-                                   "epochs=5 num_workers=2")
+                                   "setting pair_source), on num_workers Ray Train workers (data-parallel replicas "
+                                   "x column_shards), and write vectors/ into the run directory. Example: w2vdist "
+                                   "train runs/wiki epochs=5 num_workers=2")
     p.add_argument("run_dir", metavar="RUN_DIR", help="a run directory with a complete preprocess output")
     _config_args(p)
     p.set_defaults(handler=_run_train)

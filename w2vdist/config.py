@@ -39,8 +39,10 @@ DEFAULT_TOKEN_PATTERN = r"[\p{L}\p{M}\p{N}]+(?:['’][\p{L}\p{M}\p{N}]+)*"
 
 
 def _setting(default: Any, doc: str, *, min: float | None = None, max: float | None = None,
-             choices: tuple | None = None, min_exclusive: bool = False) -> Any:
-    meta = {"doc": doc, "min": min, "max": max, "choices": choices, "min_exclusive": min_exclusive}
+             choices: tuple | None = None, min_exclusive: bool = False, words: tuple[str, ...] = ()) -> Any:
+    """`words`: the strings a number setting also takes (`auto`)."""
+    meta = {"doc": doc, "min": min, "max": max, "choices": choices, "min_exclusive": min_exclusive,
+            "words": words}
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda: type(default)(default), metadata=meta)
     return field(default=default, metadata=meta)
@@ -105,7 +107,10 @@ class Config:
                                             "(pWord2Vec), instead of one set per context.")
     kernel: str = _setting("auto", "The training kernel: numba (CPUs), triton (CUDA GPUs), torch (the reference, "
                                    "slow), or auto.", choices=("auto", "numba", "triton", "torch"))
-    num_workers: int = _setting(1, "Ray Train workers: data-parallel replicas, each with both whole tables.", min=1)
+    num_workers: int = _setting(1, "Ray Train workers: data-parallel replicas times column_shards.", min=1)
+    column_shards: int | str = _setting(1, "Workers that share one replica's tables, each holding a slice of their "
+                                           "columns (for tables larger than one device); auto: the fewest whose "
+                                           "slices fit half of a device's memory.", min=1, words=("auto",))
     sync_every: int = _setting(1_000_000, "Corpus words, over all workers, between two syncs of the workers' "
                                           "tables.", min=1000)
     sync_rule: str = _setting("agreement", "How workers sync their tables: agreement (per row, the sum of the workers' "
@@ -169,13 +174,14 @@ def describe(name: str) -> str:
     meta = f.metadata
     if meta["choices"]:
         return "one of " + ", ".join(_yaml_scalar(c) for c in meta["choices"])
-    words = _type_words(_HINTS[name])
+    words = _type_words(int if meta["words"] else _HINTS[name])
     bounds = []
     if meta["min"] is not None:
         bounds.append(("> " if meta["min_exclusive"] else ">= ") + _yaml_scalar(meta["min"]))
     if meta["max"] is not None:
         bounds.append("<= " + _yaml_scalar(meta["max"]))
-    return words + (" " + " and ".join(bounds) if bounds else "")
+    described = words + (" " + " and ".join(bounds) if bounds else "")
+    return " or ".join([described, *meta["words"]])
 
 
 def _yaml_scalar(value: Any) -> str:
@@ -245,6 +251,8 @@ def _check_range(name: str, value: Any) -> bool:
     meta = SETTINGS[name].metadata
     if meta["choices"] is not None:
         return any(value == c and type(value) is type(c) for c in meta["choices"])
+    if isinstance(value, str) and meta["words"]:
+        return value in meta["words"]
     values = value if isinstance(value, list) else [value]
     for v in values:
         if not isinstance(v, (int, float)) or isinstance(v, bool):
@@ -365,6 +373,12 @@ def _cross_checks(config: Config) -> list[str]:
     if config.phrase_scoring == "npmi" and any(not -1 <= t < 1 for t in thresholds):
         problems.append(f"setting 'phrase_threshold' must lie in [-1, 1) with phrase_scoring npmi, "
                         f"got {config.phrase_threshold!r}")
+    if isinstance(config.column_shards, int) and config.num_workers % config.column_shards:
+        problems.append(f"setting 'num_workers' ({config.num_workers}) must be a multiple of 'column_shards' "
+                        f"({config.column_shards}): every replica has column_shards workers")
+    if isinstance(config.column_shards, int) and config.column_shards > config.dim:
+        problems.append(f"setting 'column_shards' ({config.column_shards}) must not exceed 'dim' ({config.dim}): "
+                        f"every shard holds at least one column")
     if config.min_alpha > config.alpha:
         problems.append(f"setting 'min_alpha' ({config.min_alpha}) must not exceed 'alpha' ({config.alpha})")
     unknown_formats = [f for f in config.export_formats if f not in WRITE_FORMATS]

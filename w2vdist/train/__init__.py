@@ -1,4 +1,5 @@
-"""Training: word2vec's skip-gram with negative sampling, one window at a time, on data-parallel replicas.
+"""Training: word2vec's skip-gram with negative sampling, one window at a time, on data-parallel replicas (each
+on one worker, or on column_shards workers holding a slice of the tables' columns each).
 
     types.py            the typed records crossing module and process boundaries (TrainSettings, launches)
     plan.py             checks the run directory and the settings before any work starts; what every worker needs
@@ -8,8 +9,9 @@
     sgns_reference.py   the update rule in plain torch: the specification, and the fallback
     sgns_numba.py       the rule compiled for CPUs: threads over the parts of a launch, lock-free
     sgns_triton.py      the rule for CUDA GPUs: one program per part, atomic adds
-    engine.py           a replica's tables and the kernel choice
-    replicas.py         every collective: the replicas' table sync and agreements
+    sgns_sharded.py     the synchronous step of column shards: batches of centers on a slice of the columns
+    engine.py           a worker's tables (whole, or its columns) and the kernel choice
+    replicas.py         every collective: replicas x column shards, the tables' sync, the shards' sums
     loop.py             train_loop_per_worker: the training loop
     checkpoints.py      checkpoint folders (verified by checksum), the store of a run without Ray
     stage.py            the stage's folders, completeness, vectors/ and the commit

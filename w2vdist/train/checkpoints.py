@@ -1,7 +1,7 @@
 """Checkpoint folders, and the checkpoint store of a run without Ray.
 
 A checkpoint is taken right after the replicas synced, so every replica holds the same tables and rank 0 writes
-them for all:
+them for all (with column shards, gathered from replica 0's shards first: the format is the same):
 
     tables.pt    {"input": V x dim, "output": V x dim} float32
     state.json   the position (epoch, next block, words trained), the epoch records so far, the current epoch's
@@ -85,10 +85,15 @@ def read_state(directory: Path) -> dict[str, Any]:
     return json.loads((directory / STATE_FILE).read_text(encoding="utf-8"))
 
 
-def load_tables(directory: Path, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+def load_tables(directory: Path, device: torch.device,
+                columns: range | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Both tables, or only `columns` of them (a column shard's): read through a memory map, so a worker holds
+    no more than its slice."""
     verify(directory)
-    tables = torch.load(directory / TABLES_FILE, map_location=device, weights_only=True)
-    return tables["input"].contiguous(), tables["output"].contiguous()
+    tables = torch.load(directory / TABLES_FILE, mmap=True, weights_only=True)
+    part = slice(None) if columns is None else slice(columns.start, columns.stop)
+    return tuple(tables[name][:, part].to(device, memory_format=torch.contiguous_format, copy=True)
+                 for name in ("input", "output"))
 
 
 def input_table(directory: Path) -> torch.Tensor:

@@ -1,9 +1,10 @@
-"""One replica's training engine: its whole tables, the noise and subsampling tables, and the kernel that applies
-word2vec's rule to a block.
+"""A worker's training engine: its tables (whole, or its shard's columns of them), the noise and subsampling
+tables, and the kernel that applies word2vec's rule to a block.
 
 Kernels (setting `kernel`): numba on CPUs (sgns_numba: threads over the parts of a launch), Triton on CUDA
 (sgns_triton: one program per part), torch anywhere (sgns_reference: the readable specification, slow). `auto`
-takes numba on CPUs when it is installed and Triton on CUDA.
+takes numba on CPUs when it is installed and Triton on CUDA. Workers holding column shards (column_shards > 1)
+train with the synchronous sharded step instead (sgns_sharded: torch, any device).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from w2vdist.random_streams import Stream, stream_key
 from w2vdist.train.blocks import CorpusBlock, PairBlock, pair_noise_key
 from w2vdist.train.corpus_windows import build_launch
 from w2vdist.train.noise import NoiseTable
-from w2vdist.train.types import LaunchResult, TrainSettings, WindowRule
+from w2vdist.train.types import LaunchResult, ShardSum, TrainSettings, WindowRule
 
 log = logging.getLogger("w2vdist.train")
 
@@ -30,8 +31,11 @@ PARTS_PER_THREAD = 16     # CPU: parts per thread in a launch, so a thread slowe
 CENTERS_PER_PROGRAM = 256  # GPU: centers one Triton program walks in order
 
 
-def choose_kernel(requested: str, device: torch.device) -> str:
-    """The kernel for `requested` (setting `kernel`) on `device`; a clear error where it cannot run."""
+def choose_kernel(requested: str, device: torch.device, column_shards: int = 1) -> str:
+    """The kernel for `requested` (setting `kernel`) on `device`; a clear error where it cannot run. Column shards
+    have one: "sharded" (the plan refused numba and triton for them)."""
+    if column_shards > 1:
+        return "sharded"
     if requested == "auto":
         if device.type == "cuda":
             return "triton" if _importable("triton") else "torch"
@@ -66,23 +70,27 @@ class Tables:
     output: torch.Tensor   # [V, dim] float32: the context vectors of negative sampling
 
     @classmethod
-    def initial(cls, vocab_size: int, dim: int, seed: int, device: torch.device) -> "Tables":
+    def initial(cls, vocab_size: int, dim: int, seed: int, device: torch.device,
+                columns: range | None = None) -> "Tables":
         """word2vec's initialisation: input uniform in (-0.5/dim, 0.5/dim), each column from its own seeded
-        generator; output zeros."""
+        generator; output zeros. `columns`: only these columns of both (a column shard's), as the whole tables
+        have them."""
+        columns = range(dim) if columns is None else columns
         generator = torch.Generator()
-        columns = torch.empty((dim, vocab_size))
-        for column in range(dim):
+        values = torch.empty((len(columns), vocab_size))
+        for row, column in enumerate(columns):
             generator.manual_seed(stream_key(seed, Stream.INIT, column))
-            columns[column] = torch.rand(vocab_size, generator=generator)
-        input_table = ((columns - 0.5) / dim).T.contiguous().to(device)
-        return cls(input_table, torch.zeros((vocab_size, dim), device=device))
+            values[row] = torch.rand(vocab_size, generator=generator)
+        input_table = ((values - 0.5) / dim).T.contiguous().to(device)
+        return cls(input_table, torch.zeros((vocab_size, len(columns)), device=device))
 
 
 class Engine:
     def __init__(self, tables: Tables, counts: np.ndarray, settings: TrainSettings, window: int, kernel: str,
-                 threads: int):
+                 threads: int, shards: ShardSum):
         device = tables.input.device
         self.tables = tables
+        self.shards = shards
         self.settings = settings
         self.kernel = kernel
         self.threads = threads
@@ -109,6 +117,11 @@ class Engine:
 
             return sgns_triton.train_windows(tables.input, tables.output, launch, self.alias_threshold,
                                              self.alias, self.rule, lr_start, lr_end)
+        if self.kernel == "sharded":
+            from w2vdist.train import sgns_sharded
+
+            return sgns_sharded.train_windows(tables.input, tables.output, launch, self.alias_threshold,
+                                              self.alias, self.rule, lr_start, lr_end, self.shards)
         from w2vdist.train import sgns_reference
 
         return sgns_reference.train_windows(tables.input, tables.output, launch, self.alias_threshold, self.alias,

@@ -40,6 +40,7 @@ def run_train(config: Config) -> dict[str, Any] | None:
 
 def _run_train(config: Config) -> dict[str, Any] | None:
     plan = build_plan(config)
+    settings = plan.settings
     done = stage.completed_record(plan, config.force or config.resume)
     if done is not None:
         return done
@@ -55,9 +56,10 @@ def _run_train(config: Config) -> dict[str, Any] | None:
     try:
         use_gpu, cpus_per_worker = _resources(config, ray.cluster_resources())
         restore_from = stage.prepare(plan, config.resume, checkpoint_root)
-        log.info("training %s: %d replica(s) on %s, %s words in the vocabulary, %s corpus words per epoch, "
-                 "%d epochs", plan.run_dir, config.num_workers, "GPUs (NCCL)" if use_gpu else "CPUs (gloo)",
-                 f"{plan.vocab_size:,}", f"{plan.raw_tokens:,}", config.epochs)
+        log.info("training %s: %d replica(s) x %d column shard(s) on %s, %s words in the vocabulary, %s corpus "
+                 "words per epoch, %d epochs", plan.run_dir, settings.replicas, settings.column_shards,
+                 "GPUs (NCCL)" if use_gpu else "CPUs (gloo)", f"{plan.vocab_size:,}", f"{plan.raw_tokens:,}",
+                 config.epochs)
         trainer = TorchTrainer(
             _worker,
             train_loop_config={"plan": plan, "threads": cpus_per_worker, "log_level": config.log_level,
@@ -89,8 +91,10 @@ def _run_train(config: Config) -> dict[str, Any] | None:
         log.info("training stopped after %s words; `w2vdist train %s resume=true` goes on",
                  f"{result.metrics['words']:,.0f}", plan.run_dir)
         return None
-    run_info = {"workers": config.num_workers, "device": "gpu" if use_gpu else "cpu",
-                "bytes_per_sync": ReplicaGroup.bytes_per_sync(plan.vocab_size, config.dim, config.num_workers)}
+    run_info = {"workers": settings.num_workers, "column_shards": settings.column_shards,
+                "device": "gpu" if use_gpu else "cpu",
+                "bytes_per_sync": ReplicaGroup.bytes_per_sync(plan.vocab_size, settings.dim, settings.replicas,
+                                                              settings.sync_rule, settings.column_shards)}
     record = stage.finish(plan, folder, run_info)
     log.info("trained in %.1f s (%s words/s): %s", record["seconds"]["train"],
              f"{record['stats']['words_per_s']:,.0f}", RunDir(plan.run_dir).vectors)
@@ -255,7 +259,7 @@ def _worker(config: dict[str, Any]) -> None:
 
     configure_logging(config["log_level"])
     context = ray.train.get_context()
-    worker = WorkerInfo(rank=context.get_world_rank(), replicas=context.get_world_size(), threads=config["threads"],
+    worker = WorkerInfo(rank=context.get_world_rank(), workers=context.get_world_size(), threads=config["threads"],
                         ray_node=ray.get_runtime_context().get_node_id())
     train_loop_per_worker(config["plan"], worker, RayCheckpoints(config.get("restore_from")),
                           ray.train.torch.get_device())

@@ -36,9 +36,10 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging()
     try:
         config = load_config(args.config, args.overrides, {"out": args.run_dir})
-        if config.num_workers != 1:
-            log.info("without Ray there is one worker: num_workers=%d ignored", config.num_workers)
-            config = dataclasses.replace(config, num_workers=1)
+        if config.num_workers != 1 or config.column_shards not in (1, "auto"):
+            log.info("without Ray there is one worker: num_workers=%d and column_shards=%s ignored",
+                     config.num_workers, config.column_shards)
+            config = dataclasses.replace(config, num_workers=1, column_shards=1)
         with RunDir(config.out).locked("train"):
             _train(config)
     except UsageError as exc:
@@ -56,7 +57,7 @@ def _train(config: Config) -> None:
     device = torch.device("cuda" if config.use_gpu is not False and torch.cuda.is_available() else "cpu")
     root = RunDir(plan.run_dir).local_checkpoints
     stage.prepare(plan, config.resume, root)
-    worker = WorkerInfo(rank=0, replicas=1, threads=torch.get_num_threads())
+    worker = WorkerInfo(rank=0, workers=1, threads=torch.get_num_threads())
     state = train_loop_per_worker(plan, worker, ckpt.LocalCheckpoints(root), device)
     if state.finished:
         record = stage.finish(plan, ckpt.latest(root), {"workers": 1, "device": device.type})

@@ -1,12 +1,15 @@
 """The training loop of one worker, `train_loop_per_worker`: the same code under Ray Train (one call per worker,
 torch.distributed set up by Ray) and without Ray (local.py).
 
-Each worker is a data-parallel replica holding both whole tables. An epoch's blocks are grouped into rounds
-(blocks.py): in each round every replica trains its own blocks with word2vec's rule (engine.py: each window's
-update applied at once, threads or GPU programs writing without locks), then the replicas average their tables
-(replicas.py). The learning rate decays linearly from alpha to min_alpha with the place of a block in the run, the
-same for every replica, so it follows the progress of all replicas together. Checkpoints are taken right after a
-sync, at each epoch end and every checkpoint_interval_s (rank 0's clock, agreed by all).
+Workers are data-parallel replicas, each on `column_shards` workers (replicas.py: ranks r * S .. r * S + S - 1
+hold replica r; with one shard, a worker holds both whole tables, else its slice of their columns). An epoch's
+blocks are grouped into rounds (blocks.py): in each round every replica trains its own blocks with word2vec's rule
+(engine.py: each window's update applied at once, threads or GPU programs writing without locks; or the
+synchronous sharded step, every shard of the replica on the same block), then the replicas sync their tables,
+shard by shard (replicas.py). The learning rate decays linearly from alpha to min_alpha with the place of a block
+in the run, the same for every replica, so it follows the progress of all replicas together. Checkpoints are taken
+right after a sync, at each epoch end and every checkpoint_interval_s (rank 0's clock, agreed by all), from replica
+0's tables (gathered from its shards: checkpoints always hold the whole tables).
 """
 
 from __future__ import annotations
@@ -31,8 +34,8 @@ from w2vdist.train.blocks import BLOCK_SOURCES, BlockSource, EpochLayout, ReadAh
 from w2vdist.train.checkpoints import EpochTotals, TrainState
 from w2vdist.train.engine import Engine, Tables, choose_kernel
 from w2vdist.train.plan import TrainPlan
-from w2vdist.train.replicas import ReplicaGroup
-from w2vdist.train.types import LaunchResult, WorkerInfo
+from w2vdist.train.replicas import ShardGroup, agree, worker_groups
+from w2vdist.train.types import LaunchResult, Placement, WorkerInfo
 
 log = logging.getLogger("w2vdist.train")
 
@@ -56,20 +59,21 @@ def train_loop_per_worker(plan: TrainPlan, worker: WorkerInfo, store: Checkpoint
     """Train until the last epoch ends (or max_words); return the last checkpoint's state."""
     settings = plan.settings
     run = RunLayout(plan.run_dir)
-    group = ReplicaGroup.from_process_group(settings.sync_rule)
-    leader = group.rank == 0
-    kernel = choose_kernel(settings.kernel, device)
-    _record_worker(run, group.rank, device, kernel, worker)
+    place, group, shards = worker_groups(settings.column_shards, settings.dim, settings.sync_rule)  # group: replicas
+    leader = place.rank == 0
+    kernel = choose_kernel(settings.kernel, device, settings.column_shards)
+    _record_worker(run, place, device, kernel, worker)
     diverged = run.diverged_note  # a diverged run's message: a restarted worker stops at once instead of retraining
     if diverged.is_file():  # Ray Train restarts failed workers; a divergence would only happen again
         raise TrainingDiverged(diverged.read_text(encoding="utf-8"))
 
     vocab = read_vocabulary(run.vocab)
-    restored = store.restore(lambda folder: (ckpt.load_tables(folder, device), ckpt.read_state(folder)))
+    columns = place.columns(settings.dim)
+    restored = store.restore(lambda folder: (ckpt.load_tables(folder, device, columns), ckpt.read_state(folder)))
     if restored is None:
-        tables = Tables.initial(plan.vocab_size, settings.dim, settings.seed, device)
+        tables = Tables.initial(plan.vocab_size, settings.dim, settings.seed, device, columns)
         if plan.base_checkpoint:  # retraining: the base run's words keep their trained rows of both tables
-            base_input, base_output = ckpt.load_tables(Path(plan.base_checkpoint), device)
+            base_input, base_output = ckpt.load_tables(Path(plan.base_checkpoint), device, columns)
             tables.input[:len(base_input)] = base_input
             tables.output[:len(base_output)] = base_output
         state = TrainState()
@@ -80,7 +84,8 @@ def train_loop_per_worker(plan: TrainPlan, worker: WorkerInfo, store: Checkpoint
             log.info("resuming in epoch %d at block %d (%s words trained)", state.epoch + 1, state.next_block,
                      f"{state.words_done:,.0f}")
     group.start(tables)
-    engine = Engine(tables, vocab.column("count").to_numpy(), settings, plan.window, kernel, worker.threads)
+    engine = Engine(tables, vocab.column("count").to_numpy(), settings, plan.window, kernel, worker.threads, shards)
+    probing = bool(settings.probe_words) and place.replica == 0  # replica 0's shards gather rank 0's probe table
     probes = _probe_recorder(plan, vocab, run) if leader else None
     progress = Progress(plan, enabled=leader)
     block_sources = [BLOCK_SOURCES[settings.pair_source](list(files), _cache_budget(device), device)
@@ -91,7 +96,7 @@ def train_loop_per_worker(plan: TrainPlan, worker: WorkerInfo, store: Checkpoint
     def checkpoint(finished: bool = False) -> None:
         nonlocal last_checkpoint
         state.finished = finished
-        _save_checkpoint(store, tables, state, plan, group.rank, number=round(state.words_done))
+        _save_checkpoint(store, tables, state, plan, place, shards, number=round(state.words_done))
         last_checkpoint = time.monotonic()
 
     while state.epoch < settings.epochs and not state.finished:
@@ -123,8 +128,8 @@ def train_loop_per_worker(plan: TrainPlan, worker: WorkerInfo, store: Checkpoint
                 state.next_block = min((round_index + 1) * layout.round_size, len(layout.blocks))
                 progress.add(words, int(pairs), loss_sum, int(loss_pairs))
                 progress.maybe_log()
-                if probes is not None and state.words_done >= next_probe:
-                    probes.record(round(state.words_done), tables.input, progress.recent_loss())
+                if probing and state.words_done >= next_probe:
+                    _record_probes(probes, shards.whole(tables.input), state.words_done, progress)
                     next_probe = (state.words_done // settings.probe_every + 1) * settings.probe_every
                     probed = state.words_done
                 if settings.max_words is not None and state.words_done >= settings.max_words:
@@ -134,7 +139,7 @@ def train_loop_per_worker(plan: TrainPlan, worker: WorkerInfo, store: Checkpoint
                         log.info("stopped at max_words=%s (resume=true goes on)", f"{settings.max_words:,}")
                     return state
                 due = time.monotonic() - last_checkpoint >= settings.checkpoint_interval_s
-                if round_index + 1 < layout.rounds and group.agree(due, device):
+                if round_index + 1 < layout.rounds and agree(due, device):
                     state.current = progress.totals(reader.waited_s)
                     checkpoint()
         finally:
@@ -151,8 +156,8 @@ def train_loop_per_worker(plan: TrainPlan, worker: WorkerInfo, store: Checkpoint
         checkpoint(finished=state.epoch == settings.epochs)
         if leader:
             append_record(run.train_metrics, record)
-    if probes is not None and probed != state.words_done:
-        probes.record(round(state.words_done), tables.input, progress.recent_loss())
+    if probing and probed != state.words_done:
+        _record_probes(probes, shards.whole(tables.input), state.words_done, progress)
     return state
 
 
@@ -260,25 +265,33 @@ def _duration(seconds: float) -> str:
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
-def _record_worker(run: RunLayout, rank: int, device: torch.device, kernel: str, worker: WorkerInfo) -> None:
-    """RUN_DIR/train/workers/rank-R.json: which process trains replica R, on which host and Ray node (operators,
-    and the killed-worker test)."""
+def _record_worker(run: RunLayout, place: Placement, device: torch.device, kernel: str, worker: WorkerInfo) -> None:
+    """RUN_DIR/train/workers/rank-R.json: which process is worker R (replica R // column_shards, shard R mod
+    column_shards), on which host and Ray node (operators, and the killed-worker test)."""
     run.workers.mkdir(parents=True, exist_ok=True)
-    info = {"rank": rank, "pid": os.getpid(), "host": socket.gethostname(), "ray_node": worker.ray_node,
-            "device": str(device), "kernel": kernel, "threads": worker.threads, "started": time.time()}
-    run.worker_record(rank).write_text(json.dumps(info) + "\n", encoding="utf-8")
+    info = {"rank": place.rank, "replica": place.replica, "shard": place.shard, "pid": os.getpid(),
+            "host": socket.gethostname(), "ray_node": worker.ray_node, "device": str(device), "kernel": kernel,
+            "threads": worker.threads, "started": time.time()}
+    run.worker_record(place.rank).write_text(json.dumps(info) + "\n", encoding="utf-8")
 
 
-def _save_checkpoint(store: CheckpointStore, tables: Tables, state: TrainState, plan: TrainPlan, rank: int,
-                     number: int) -> None:
-    """Rank 0 writes the (synced) tables and the state; every worker reports, as Ray Train wants."""
+def _record_probes(probes, whole_input: torch.Tensor | None, words: float, progress: "Progress") -> None:
+    """Rank 0 records the probes on the whole input table; replica 0's other shards only sent their columns."""
+    if probes is not None:
+        probes.record(round(words), whole_input, progress.recent_loss())
+
+
+def _save_checkpoint(store: CheckpointStore, tables: Tables, state: TrainState, plan: TrainPlan, place: Placement,
+                     shards: ShardGroup, number: int) -> None:
+    """Rank 0 writes replica 0's (synced) tables, whole, and the state; every worker reports, as Ray Train wants."""
     metrics = {"words": state.words_done, "epoch": state.epoch, "finished": state.finished}
-    if rank != 0:
+    whole = [shards.whole(table) for table in (tables.input, tables.output)] if place.replica == 0 else None
+    if place.rank != 0:
         store.save(None, number, metrics)
         return
     folder = Path(tempfile.mkdtemp(prefix="w2vdist-checkpoint-"))
     try:
-        ckpt.save(folder, tables.input, tables.output, state,
+        ckpt.save(folder, *whole, state,
                   {"settings": plan.settings.result_settings(), "preprocess_completed": plan.preprocess_completed})
         store.save(folder, number, metrics)
     finally:

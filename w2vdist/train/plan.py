@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,8 @@ log = logging.getLogger("w2vdist.train")
 
 BLOCK_WORDS = 1 << 20     # corpus words per block (one kernel launch): a second or two of a CPU thread's work
 MIN_BLOCKS_PER_REPLICA = 4
+TABLES_SHARE = 0.5        # of a device's memory that a worker's slices of the tables may take (column_shards=auto):
+                          # the rest holds the input files, the launches and the sharded step's batches
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,16 +50,20 @@ class TrainPlan:
         """Blocks each replica trains between two syncs: sync_every words over all replicas."""
         k = self.epoch_input(epoch)
         block_words = self.words_per_row[k] * self.rows_per_block[k]
-        return max(1, round(self.settings.sync_every / self.settings.num_workers / max(block_words, 1.0)))
+        return max(1, round(self.settings.sync_every / self.settings.replicas / max(block_words, 1.0)))
 
 
 def train_settings(config: Config) -> TrainSettings:
+    """The typed settings of `config`, whose column_shards is a number (build_plan resolves auto)."""
+    if not isinstance(config.column_shards, int):
+        raise ValueError(f"column_shards={config.column_shards!r} must be resolved first (resolve_column_shards)")
     return TrainSettings(
         dim=config.dim, negative=config.negative, epochs=config.epochs, alpha=config.alpha,
         min_alpha=config.min_alpha, sample=config.sample, shared_negatives=config.shared_negatives,
         kernel=config.kernel, pair_source=config.pair_source, sync_every=config.sync_every,
         sync_rule=config.sync_rule, seed=config.seed,
-        num_workers=config.num_workers, checkpoint_interval_s=config.checkpoint_interval_s,
+        num_workers=config.num_workers, column_shards=config.column_shards,
+        checkpoint_interval_s=config.checkpoint_interval_s,
         max_words=config.max_words, probe_words=tuple(config.probe_words), probe_every=config.probe_every)
 
 
@@ -88,6 +95,7 @@ def build_plan(config: Config) -> TrainPlan:
         corpus_files, corpus_chunks = scan_corpus(run.corpus, vocab_size)
         files, rows = [tuple(str(f) for f in corpus_files)], [tuple(corpus_chunks)]
         words_per_row = [raw_tokens / max(sum(corpus_chunks), 1)]
+    config = dataclasses.replace(config, column_shards=resolve_column_shards(config, vocab_size))
     problems = settings_problems(config)
     if problems:
         raise ConfigError("invalid settings for training:\n  " + "\n  ".join(problems))
@@ -97,16 +105,55 @@ def build_plan(config: Config) -> TrainPlan:
                     config.epochs)
     # a block is one kernel launch: about BLOCK_WORDS words, fewer when a replica's share of a round is smaller,
     # and at least MIN_BLOCKS_PER_REPLICA blocks per replica and epoch
-    replica_round_words = config.sync_every / config.num_workers
+    settings = train_settings(config)
+    replica_round_words = config.sync_every / settings.replicas
     rows_per_block = tuple(
         max(1, min(round(min(BLOCK_WORDS, replica_round_words) / max(w, 1e-9)),
-                   sum(r) // (MIN_BLOCKS_PER_REPLICA * config.num_workers)))
+                   sum(r) // (MIN_BLOCKS_PER_REPLICA * settings.replicas)))
         for w, r in zip(words_per_row, rows))
-    return TrainPlan(run_dir=str(run.path), settings=train_settings(config), vocab_size=vocab_size,
+    return TrainPlan(run_dir=str(run.path), settings=settings, vocab_size=vocab_size,
                      raw_tokens=raw_tokens, window=int(record["config"]["window"]), input_files=tuple(files),
                      input_rows=tuple(rows), rows_per_block=rows_per_block, words_per_row=tuple(words_per_row),
                      preprocess_completed=record["completed"],
                      base_checkpoint=_base_checkpoint(record.get("base_run"), config.dim))
+
+
+def resolve_column_shards(config: Config, vocab_size: int) -> int:
+    """column_shards as a number: the setting's, or for auto the fewest shards (a divisor of num_workers, at most
+    dim) whose largest slice of both tables fits TABLES_SHARE of one device's memory."""
+    if isinstance(config.column_shards, int):
+        return config.column_shards
+    memory, device = device_memory(config.use_gpu)
+    tables_bytes = 2 * vocab_size * config.dim * 4
+    candidates = [shards for shards in range(1, min(config.num_workers, config.dim) + 1)
+                  if config.num_workers % shards == 0]
+    for shards in candidates:
+        slice_bytes = 2 * vocab_size * -(-config.dim // shards) * 4  # the widest slice: tensor_split's first
+        if slice_bytes <= memory * TABLES_SHARE:
+            log.info("column_shards=auto: %d shard(s) per replica, %d replica(s): both tables take %s, a shard's "
+                     "slice %s, within %.0f%% of the %s's %s", shards, config.num_workers // shards,
+                     _gigabytes(tables_bytes), _gigabytes(slice_bytes), 100 * TABLES_SHARE, device,
+                     _gigabytes(memory))
+            return shards
+    raise ConfigError(f"setting 'column_shards' is auto, but even {candidates[-1]} shards (the most that "
+                      f"num_workers={config.num_workers} and dim={config.dim} allow) do not fit: both tables take "
+                      f"{_gigabytes(tables_bytes)} (2 x {vocab_size:,} words x dim {config.dim} x 4 bytes), and a "
+                      f"shard's slice more than {TABLES_SHARE:.0%} of the {device}'s {_gigabytes(memory)}; use more "
+                      f"workers, a smaller dim or max_vocab_size")
+
+
+def device_memory(use_gpu: bool | str) -> tuple[int, str]:
+    """The memory of one training device as this machine sees it, and its name: the first GPU's when training may
+    use GPUs and torch sees one here, else the machine's."""
+    import torch
+
+    if use_gpu is not False and torch.cuda.is_available():
+        return torch.cuda.get_device_properties(0).total_memory, "GPU"
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"), "machine"
+
+
+def _gigabytes(count: float) -> str:
+    return f"{count / 1e9:.3g} GB"
 
 
 def _base_checkpoint(base_run: dict[str, Any] | None, dim: int) -> str | None:
@@ -139,4 +186,12 @@ def settings_problems(config: Config) -> list[str]:
     if config.pair_source == "pairs" and (config.kernel == "triton" or config.use_gpu is True):
         problems.append("setting 'pair_source' is pairs, which trains with the CPU kernels only: use "
                         "pair_source=corpus on GPUs")
+    sharded = isinstance(config.column_shards, int) and config.column_shards > 1
+    if sharded and config.pair_source == "pairs":
+        problems.append(f"setting 'pair_source' is pairs, which column shards do not train (column_shards="
+                        f"{config.column_shards}): use pair_source=corpus")
+    if sharded and config.kernel in ("numba", "triton"):
+        problems.append(f"setting 'kernel' is {config.kernel}, but column shards (column_shards="
+                        f"{config.column_shards}) train with their own step (sgns_sharded, torch on any device): "
+                        f"use kernel=auto or torch")
     return problems

@@ -1,8 +1,16 @@
-"""Every collective of training, in one place: the replicas' table sync and their agreements.
+"""Every collective of training, in one place: the replicas' table sync, the column shards' sums, and agreements.
 
-Each replica trains its own blocks on its own copy of both tables. After every round (`sync_every` corpus words
-over all replicas) the tables are brought together with one all-reduce per table (gloo on CPUs, NCCL on GPUs), by
-the rule of setting `sync_rule`:
+Workers form a grid of replicas x column shards (types.Placement: ranks r * S .. r * S + S - 1 are the S shards of
+replica r), and `worker_groups` makes its process groups once, with torch.distributed.new_group:
+
+    ReplicaGroup  the replicas holding one shard index: the tables' sync (below), and the sums of progress, so
+                  each replica's words count once, not once per shard
+    ShardGroup    the shards of one replica: the sharded step's sums (sgns_sharded.py), and the whole tables
+                  gathered from their columns for checkpoints and probes
+
+Each replica trains its own blocks on its own copy of both tables (a worker: of its shard's columns). After every
+round (`sync_every` corpus words over all replicas) the tables are brought together with one all-reduce per table
+(gloo on CPUs, NCCL on GPUs), by the rule of setting `sync_rule`:
 
     changes   every replica's tables become the tables of the last sync plus the sum of every replica's change
               since then: each replica's words count fully, as if the replicas had trained one after the other
@@ -17,7 +25,7 @@ the rule of setting `sync_rule`:
               beyond 2 replicas (on a locally quadratic loss a step more than twice the way to the minimum grows).
               One more all-reduce, of 2 V numbers, per sync.
 
-With one replica every call is a no-op and torch.distributed is never needed.
+With one worker every call is a no-op and torch.distributed is never needed.
 """
 
 from __future__ import annotations
@@ -25,6 +33,40 @@ from __future__ import annotations
 import torch
 
 from w2vdist.train.engine import Tables
+from w2vdist.train.types import Placement, shard_columns
+
+
+def worker_groups(column_shards: int, dim: int, rule: str) -> tuple[Placement, "ReplicaGroup", "ShardGroup"]:
+    """This worker's place, its replica group (sync by `rule`) and its shard group (of `dim` columns in all), from
+    torch.distributed when it is initialised (Ray Train does), else the one worker there is."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return Placement(0, 0, 1, 1), ReplicaGroup(0, 1, rule), ShardGroup(0, [0], dim)
+    place = Placement.of_rank(dist.get_rank(), dist.get_world_size(), column_shards)
+    shards, replicas = place.shards, place.replicas
+    replica_ranks = [[r * shards + s for s in range(shards)] for r in range(replicas)]   # the shards of replica r
+    index_ranks = [[r * shards + s for r in range(replicas)] for s in range(shards)]     # the replicas at shard s
+    # every worker calls new_group for every group, in the same order, as torch.distributed requires; None is the
+    # world group: with one shard, the replicas' group is all workers
+    shard_group = replica_group = None
+    if shards > 1:
+        shard_group = [dist.new_group(ranks) for ranks in replica_ranks][place.replica]
+        if replicas > 1:
+            replica_group = [dist.new_group(ranks) for ranks in index_ranks][place.shard]
+    return (place, ReplicaGroup(place.replica, replicas, rule, replica_group),
+            ShardGroup(place.shard, replica_ranks[place.replica], dim, shard_group))
+
+
+def agree(flag: bool, device: torch.device) -> bool:
+    """Rank 0's decision, for all workers: a checkpoint is taken by every worker at the same round or by none."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return flag
+    tensor = torch.tensor([int(flag)], device=device)
+    dist.broadcast(tensor, src=0)
+    return bool(tensor.item())
 
 AGREED_STEP = 1.5  # between the mean (1) and the stability limit (2); chosen by measurement (README, Data parallel)
 
@@ -37,21 +79,16 @@ def agreement_scale(own_squares: torch.Tensor, total_change: torch.Tensor, repli
 
 
 class ReplicaGroup:
-    def __init__(self, rank: int, replicas: int, rule: str = "changes"):
+    """The replicas holding one shard index; `rank` is this worker's replica."""
+
+    def __init__(self, rank: int, replicas: int, rule: str = "changes", group=None):
         self.rank = rank
         self.replicas = replicas
         self.rule = rule
+        self.group = group                    # a torch.distributed group; None: every worker
         self.sync_seconds = 0.0
         self.syncs = 0
         self._synced: Tables | None = None   # the tables at the last sync (rules "changes" and "agreement")
-
-    @classmethod
-    def from_process_group(cls, rule: str) -> "ReplicaGroup":
-        import torch.distributed as dist
-
-        if dist.is_available() and dist.is_initialized():
-            return cls(dist.get_rank(), dist.get_world_size(), rule)
-        return cls(0, 1, rule)
 
     def start(self, tables: Tables) -> None:
         """Remember the tables every replica starts from (identical on all: seeded, or a checkpoint)."""
@@ -72,7 +109,7 @@ class ReplicaGroup:
         else:
             for name in ("input", "output"):
                 table = getattr(tables, name)
-                dist.all_reduce(table)
+                dist.all_reduce(table, group=self.group)
                 if self.rule == "average":
                     table.div_(self.replicas)
                 else:  # sum of replicas - (R - 1) x last sync = last sync + the sum of the changes
@@ -88,8 +125,8 @@ class ReplicaGroup:
         changes = [tables.input.sub_(self._synced.input), tables.output.sub_(self._synced.output)]
         own_squares = torch.cat([change.pow(2).sum(1) for change in changes])
         for change in changes:
-            dist.all_reduce(change)
-        dist.all_reduce(own_squares)
+            dist.all_reduce(change, group=self.group)
+        dist.all_reduce(own_squares, group=self.group)
         rows = len(tables.input)
         for part, (change, synced) in enumerate(zip(changes, (self._synced.input, self._synced.output))):
             scale = agreement_scale(own_squares[part * rows:(part + 1) * rows], change, self.replicas)
@@ -103,20 +140,53 @@ class ReplicaGroup:
         import torch.distributed as dist
 
         tensor = torch.tensor(values, dtype=torch.float64, device=device)
-        dist.all_reduce(tensor)
+        dist.all_reduce(tensor, group=self.group)
         return tensor.tolist()
 
-    def agree(self, flag: bool, device: torch.device) -> bool:
-        """Rank 0's decision, for all: a checkpoint is taken by every replica at the same round or by none."""
-        if self.replicas == 1:
-            return flag
+    @staticmethod
+    def bytes_per_sync(vocab_size: int, dim: int, replicas: int, rule: str, column_shards: int = 1) -> int:
+        """Bytes each worker sends per sync with a ring all-reduce of its slices of both fp32 tables (the widest
+        shard's), and for rule agreement of the 2 V squared norms: 2 (R - 1) / R of them."""
+        columns = len(shard_columns(dim, column_shards)[0]) + (1 if rule == "agreement" else 0)
+        return int(2 * (replicas - 1) / max(replicas, 1) * 2 * vocab_size * columns * 4)
+
+
+class ShardGroup:
+    """The column shards of one replica, of `dim` columns in all; `shard` is this worker's, `ranks` the world ranks
+    of all of them."""
+
+    def __init__(self, shard: int, ranks: list[int], dim: int, group=None):
+        self.shard = shard
+        self.ranks = ranks
+        self.dim = dim
+        self.group = group  # a torch.distributed group; None with one shard
+
+    @property
+    def shards(self) -> int:
+        return len(self.ranks)
+
+    def sum_(self, tensor: torch.Tensor) -> None:
+        """Sum `tensor` over the shards, in place (types.ShardSum)."""
+        if self.shards > 1:
+            import torch.distributed as dist
+
+            dist.all_reduce(tensor, group=self.group)
+
+    def whole(self, columns: torch.Tensor) -> torch.Tensor | None:
+        """Every shard calls it with its columns of a table: shard 0 gets the whole table (on the CPU when there
+        are several shards), the others send theirs and get None. One shard's columns at a time cross the wire, so
+        no device ever holds more than its own slice and one other."""
+        if self.shards == 1:
+            return columns
         import torch.distributed as dist
 
-        tensor = torch.tensor([int(flag)], device=device)
-        dist.broadcast(tensor, src=0)
-        return bool(tensor.item())
-
-    @staticmethod
-    def bytes_per_sync(vocab_size: int, dim: int, replicas: int) -> int:
-        """Bytes each replica sends per sync with a ring all-reduce of both fp32 tables: 2 (R - 1) / R of them."""
-        return int(2 * (replicas - 1) / max(replicas, 1) * 2 * vocab_size * dim * 4)
+        if self.shard != 0:
+            dist.send(columns.contiguous(), dst=self.ranks[0], group=self.group)
+            return None
+        parts = [columns.cpu()]
+        for shard, width in enumerate(len(c) for c in shard_columns(self.dim, self.shards)):
+            if shard:
+                part = torch.empty((columns.shape[0], width), dtype=columns.dtype, device=columns.device)
+                dist.recv(part, src=self.ranks[shard], group=self.group)
+                parts.append(part.cpu())
+        return torch.cat(parts, dim=1)

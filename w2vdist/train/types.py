@@ -1,4 +1,5 @@
-"""The types that cross module and process boundaries in training: what a kernel launch takes and returns.
+"""The types that cross module and process boundaries in training: what a kernel launch takes and returns, where a
+worker sits among the replicas and column shards, and the collective the sharded step calls.
 
 A launch is a run of whole corpus chunks after this epoch's subsampling (corpus_windows.py builds it). Its centers
 are split into contiguous parts; a kernel walks each part's centers in order, one CPU thread or one GPU program
@@ -9,6 +10,7 @@ other, every kernel computes the same thing as sgns_reference.py.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 
@@ -74,7 +76,8 @@ class TrainSettings:
     sync_every: int              # corpus words, over all replicas, between two syncs of the replicas' tables
     sync_rule: str               # agreement | changes | average (replicas.py)
     seed: int
-    num_workers: int             # data-parallel replicas
+    num_workers: int             # Ray Train workers: replicas x column_shards
+    column_shards: int           # workers holding one replica's tables, a slice of the columns each (resolved)
     checkpoint_interval_s: float
     max_words: int | None
     probe_words: tuple[str, ...]
@@ -82,7 +85,12 @@ class TrainSettings:
 
     # The settings that decide the trained vectors: a resumed run must keep every one of them.
     RESULT = ("dim", "negative", "epochs", "alpha", "min_alpha", "sample", "shared_negatives", "pair_source",
-              "sync_every", "sync_rule", "seed", "num_workers")
+              "sync_every", "sync_rule", "seed", "num_workers", "column_shards")
+
+    @property
+    def replicas(self) -> int:
+        """Data-parallel replicas: each trains its own blocks, on column_shards workers."""
+        return self.num_workers // self.column_shards
 
     def result_settings(self) -> dict:
         return {name: getattr(self, name) for name in self.RESULT}
@@ -90,8 +98,44 @@ class TrainSettings:
 
 @dataclass(frozen=True)
 class WorkerInfo:
-    """Where one worker runs: its rank among the replicas, its CPU threads, its Ray node (None without Ray)."""
+    """Where one worker runs: its rank among all workers, their number, its CPU threads, its Ray node (None
+    without Ray)."""
     rank: int
-    replicas: int
+    workers: int
     threads: int
     ray_node: str | None = None
+
+
+@dataclass(frozen=True)
+class Placement:
+    """A worker's place in the grid of replicas x column shards: ranks r * shards .. r * shards + shards - 1 are
+    the shards of replica r."""
+    replica: int
+    shard: int
+    replicas: int
+    shards: int
+
+    @classmethod
+    def of_rank(cls, rank: int, workers: int, shards: int) -> "Placement":
+        return cls(rank // shards, rank % shards, workers // shards, shards)
+
+    @property
+    def rank(self) -> int:
+        return self.replica * self.shards + self.shard
+
+    def columns(self, dim: int) -> range:
+        """The columns of both tables this worker holds: torch.tensor_split(range(dim), shards)[shard]."""
+        return shard_columns(dim, self.shards)[self.shard]
+
+
+def shard_columns(dim: int, shards: int) -> list[range]:
+    """Each shard's columns, as torch.tensor_split cuts range(dim): the first dim % shards shards one wider."""
+    bounds = [s * (dim // shards) + min(s, dim % shards) for s in range(shards + 1)]
+    return [range(bounds[s], bounds[s + 1]) for s in range(shards)]
+
+
+class ShardSum(Protocol):
+    """The collective of the sharded step (sgns_sharded.py): a tensor summed over the column shards of one
+    replica, in place, the same sum on every shard (replicas.ShardGroup; nothing to do for one shard)."""
+
+    def sum_(self, tensor: torch.Tensor) -> None: ...
