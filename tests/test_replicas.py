@@ -3,24 +3,17 @@ computed here with NumPy from the same tables."""
 
 from __future__ import annotations
 
-import socket
-
 import numpy as np
 import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from tests.train_fixtures import free_port
 from w2vdist.train.engine import Tables
 from w2vdist.train.replicas import AGREED_STEP, ReplicaGroup, worker_groups
 
 ROWS, DIM = 6, 4
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def _changes(replicas: int) -> np.ndarray:
@@ -74,7 +67,7 @@ def test_two_replicas_sync_by_the_rule(rule):
     replicas = 2
     with mp.Manager() as manager:
         results = manager.dict()
-        mp.spawn(_replica, args=(replicas, _free_port(), rule, results), nprocs=replicas)
+        mp.spawn(_replica, args=(replicas, free_port(), rule, results), nprocs=replicas)
         results = dict(results)
     start = _start()
     changes = _changes(replicas)
@@ -127,7 +120,7 @@ def test_two_replicas_of_two_column_shards_sync_shard_by_shard():
     progress counts once, not once per shard."""
     with mp.Manager() as manager:
         results = manager.dict()
-        mp.spawn(_grid_worker, args=(4, _free_port(), results), nprocs=4)
+        mp.spawn(_grid_worker, args=(4, free_port(), results), nprocs=4)
         results = dict(results)
     start, changes = _start(), _changes(2)
     for replica in (0, 1):

@@ -4,16 +4,14 @@ combined by the agreement rule."""
 
 from __future__ import annotations
 
-import socket
-
 import numpy as np
 import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from tests.test_train import tiny_launch
-from tests.train_fixtures import build_run_dir
+from tests.test_train import one_thread, tiny_launch  # noqa: F401 (one_thread: an autouse fixture)
+from tests.train_fixtures import build_run_dir, free_port
 from w2vdist.rundir import RunDir
 from w2vdist.synth import WORDS, proximity_language
 from w2vdist.train import loop, sgns_reference, sgns_sharded
@@ -24,20 +22,6 @@ from w2vdist.train.replicas import ShardGroup, worker_groups
 from w2vdist.train.types import Placement, WindowRule
 
 VOCAB = 50
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One thread: torch's threads wait for each other on a loaded machine, and the sums keep one order."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def _start_tables(dim: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -111,7 +95,7 @@ def test_two_column_shards_give_the_vectors_of_one():
     dim = 21  # shards of 11 and 10 columns
     with mp.Manager() as manager:
         results = manager.dict()
-        mp.spawn(_shard, args=(2, _free_port(), dim, results), nprocs=2)
+        mp.spawn(_shard, args=(2, free_port(), dim, results), nprocs=2)
         results = dict(results)
     assert tiny_launch(tokens=12_000, vocab=VOCAB)[0].centers > sgns_sharded.BATCH_CENTERS  # several batches
     for shared in (True, False):

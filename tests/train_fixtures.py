@@ -8,6 +8,7 @@ after training every topic word's nearest neighbours are words of its own topic.
 from __future__ import annotations
 
 import random
+import socket
 from collections import Counter
 from pathlib import Path
 
@@ -92,3 +93,10 @@ def assert_topics_learned(words: list[str], vectors: np.ndarray) -> None:
         i = words.index(word)
         nearest = [words[j] for j in np.argsort(-unit @ unit[i]) if words[j] in topic and j != i][:5]
         assert sum(topic[n] == topic[word] for n in nearest) >= 4, (word, nearest)
+
+
+def free_port() -> int:
+    """A free TCP port on loopback, for a test's own gloo process group."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
