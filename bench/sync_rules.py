@@ -62,7 +62,7 @@ def simulate(run_dir: Path, replicas: int, rule: str, epochs: int, overrides: li
                     total /= replicas
                 elif rule == "agreement":
                     own_squares = sum(change.pow(2).sum(1) for change in changes)
-                    total *= agreement_scale(own_squares, total, replicas).unsqueeze(1)
+                    total *= agreement_scale(own_squares, total.pow(2).sum(1), 1.0 / replicas).unsqueeze(1)
                 for t in tables:
                     getattr(t, name).copy_(old + total)
     return score(keyed_vectors(vocab.column("word").to_pylist(), tables[0].input.numpy()))

@@ -18,7 +18,7 @@ from w2vdist.config import Config
 from w2vdist.datasets import read_vocabulary, scan_corpus, scan_pairs
 from w2vdist.errors import ConfigError, RunDirError
 from w2vdist.rundir import RunDir
-from w2vdist.train.types import TrainSettings
+from w2vdist.train.types import TrainSettings, shard_columns
 
 log = logging.getLogger("w2vdist.train")
 
@@ -128,7 +128,7 @@ def resolve_column_shards(config: Config, vocab_size: int) -> int:
     candidates = [shards for shards in range(1, min(config.num_workers, config.dim) + 1)
                   if config.num_workers % shards == 0]
     for shards in candidates:
-        slice_bytes = 2 * vocab_size * -(-config.dim // shards) * 4  # the widest slice: tensor_split's first
+        slice_bytes = 2 * vocab_size * len(shard_columns(config.dim, shards)[0]) * 4  # the widest slice
         if slice_bytes <= memory * TABLES_SHARE:
             log.info("column_shards=auto: %d shard(s) per replica, %d replica(s): both tables take %s, a shard's "
                      "slice %s, within %.0f%% of the %s's %s", shards, config.num_workers // shards,

@@ -71,17 +71,20 @@ def agree(flag: bool, device: torch.device) -> bool:
 AGREED_STEP = 1.5  # between the mean (1) and the stability limit (2); chosen by measurement (README, Data parallel)
 
 
-def agreement_scale(own_squares: torch.Tensor, total_change: torch.Tensor, replicas: int) -> torch.Tensor:
-    """Rule agreement's factor for each row's summed change: AGREED_STEP x sum_i |d_i|^2 / |sum_i d_i|^2, in
-    [1/R, 1]. `own_squares` holds sum_i |d_i|^2 per row, `total_change` the rows' sum_i d_i."""
-    total_squares = total_change.pow(2).sum(1).clamp_min(torch.finfo(total_change.dtype).tiny)
-    return (AGREED_STEP * own_squares / total_squares).clamp(1.0 / replicas, 1.0)
+def agreement_scale(own_squares: torch.Tensor, total_squares: torch.Tensor, floor: float | torch.Tensor,
+                    step: float = AGREED_STEP) -> torch.Tensor:
+    """The agreement rule's factor for each row's summed change: step x sum_i |d_i|^2 / |sum_i d_i|^2, in
+    [floor, 1]. `own_squares` holds sum_i |d_i|^2 per row, `total_squares` |sum_i d_i|^2; `floor` is 1 / the
+    number of changes (R replicas here; a batch's windows of the row in sgns_sharded.py)."""
+    ratio = step * own_squares / total_squares.clamp_min(torch.finfo(total_squares.dtype).tiny)
+    return torch.minimum(torch.maximum(ratio, torch.as_tensor(floor, dtype=ratio.dtype, device=ratio.device)),
+                         torch.ones_like(ratio))
 
 
 class ReplicaGroup:
     """The replicas holding one shard index; `rank` is this worker's replica."""
 
-    def __init__(self, rank: int, replicas: int, rule: str = "changes", group=None):
+    def __init__(self, rank: int, replicas: int, rule: str, group=None):
         self.rank = rank
         self.replicas = replicas
         self.rule = rule
@@ -129,7 +132,8 @@ class ReplicaGroup:
         dist.all_reduce(own_squares, group=self.group)
         rows = len(tables.input)
         for part, (change, synced) in enumerate(zip(changes, (self._synced.input, self._synced.output))):
-            scale = agreement_scale(own_squares[part * rows:(part + 1) * rows], change, self.replicas)
+            scale = agreement_scale(own_squares[part * rows:(part + 1) * rows], change.pow(2).sum(1),
+                                    1.0 / self.replicas)
             change.mul_(scale.unsqueeze(1)).add_(synced)
             synced.copy_(change)
 

@@ -12,7 +12,8 @@ consecutive centers. For each batch, on every shard:
 3. g = (label - sigmoid(dot)) * lr, the same on every shard;
 4. each window's update of every row it touches, on this shard's columns (within a window, updates to one row add
    up, as in sgns_reference.py);
-5. per row r of either table, the batch's per-window updates U_r,i combined by replicas.py's `agreement` rule:
+5. per row r of either table, the batch's per-window updates U_r,i combined by replicas.agreement_scale, with a
+   step of 1:
 
        U_r . clamp(Q_r / |U_r|^2, 1 / n_r, 1)     U_r = sum_i U_r,i   Q_r = sum_i |U_r,i|^2   n_r: windows updating r
 
@@ -33,6 +34,7 @@ import torch
 import torch.nn.functional as F
 
 from w2vdist import random_streams
+from w2vdist.train.replicas import agreement_scale
 from w2vdist.train.types import (LOSS_SAMPLE, LaunchResult, ShardSum, WindowLaunch, WindowRule, context_slot,
                                  draw_slots)
 
@@ -160,7 +162,5 @@ class _RowUpdates:
     def apply(self, columns: torch.Tensor, squares: torch.Tensor) -> None:
         """Add each row's combined update, given Q_r and |U_r|^2 summed over all shards."""
         own, together = squares.split(len(self.rows))
-        floor = 1.0 / self.windows.to(own.dtype)
-        scale = torch.clamp(own / together.clamp_min(torch.finfo(own.dtype).tiny), min=floor,
-                            max=torch.ones_like(floor))
+        scale = agreement_scale(own, together, 1.0 / self.windows.to(own.dtype), step=1.0)
         columns.index_add_(0, self.rows, self.summed * scale.unsqueeze(1))
