@@ -116,11 +116,6 @@ CORES_PER_NODE, THREAD_EFFICIENCY = 16, 0.83  # 2 threads ran 1.65x 1 thread her
 SYNC_EVERY = (1_000_000, 16_000_000, 64_000_000)
 
 
-def ring_bytes(workers: int, vocab: int, dim: int) -> float:
-    """Bytes each worker sends per sync (ring all-reduce of both fp32 tables and rule agreement's 2 V numbers)."""
-    return 2 * (workers - 1) / workers * (2 * vocab * dim + 2 * vocab) * 4
-
-
 def projected_words_s(workers: int, worker_words_s: float, sync_s: float, sync_every: int) -> float:
     """Words/s of `workers` replicas that sync every `sync_every` words: a round trains sync_every words at the
     workers' summed rate, then waits for one sync."""
@@ -128,6 +123,8 @@ def projected_words_s(workers: int, worker_words_s: float, sync_s: float, sync_e
 
 
 def print_projection(worker_words_s: float, synced: dict, vocab: int) -> None:
+    from w2vdist.train.replicas import ReplicaGroup
+
     measured_bytes_s = synced["bytes_per_sync"] * synced["syncs"] / max(synced["sync_seconds"], 1e-9)
     print(f"\nPROJECTION (not measured: derived from this run's 1-worker rate, {worker_words_s:,.0f} words/s, and "
           f"its sync cost, {synced['sync_seconds'] / synced['syncs'] * 1e3:.0f} ms for "
@@ -139,7 +136,7 @@ def print_projection(worker_words_s: float, synced: dict, vocab: int) -> None:
           f"{'words/s':>16s}{'of ideal':>9s}")
     for name, workers, rate, bandwidth, step_s in setups:
         for table_vocab, dim in ((vocab, 100), (1_000_000, 300)):
-            sent = ring_bytes(workers, table_vocab, dim)
+            sent = ReplicaGroup.bytes_per_sync(table_vocab, dim, workers, "agreement")
             sync_s = sent / bandwidth + 2 * (workers - 1) * step_s
             for sync_every in SYNC_EVERY:
                 words_s = projected_words_s(workers, rate, sync_s, sync_every)
