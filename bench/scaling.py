@@ -41,8 +41,8 @@ def child(run: Path, workers: int, epochs: int, overrides: list[str]) -> None:
     record = run_train(load_config([], settings, {"out": str(run)}))
     ray.shutdown()
     print(json.dumps({"words_per_s": record["stats"]["words_per_s"], "seconds": record["seconds"]["train"],
-                      "bytes_per_sync": record["stats"]["bytes_per_sync"],
-                      "sync_seconds": record["stats"].get("sync_seconds"), "syncs": record["stats"].get("syncs")}))
+                      "sync_seconds": record["stats"].get("sync_seconds"), "syncs": record["stats"].get("syncs"),
+                      "sync_mb": record["stats"].get("sync_mb")}))
 
 
 def main() -> int:
@@ -86,9 +86,9 @@ def main() -> int:
     passed = True
     for workers, figures, (analogy, wordsim, simlex) in rows:
         speedup = figures["words_per_s"] / base["words_per_s"]
-        sync_mb = figures["bytes_per_sync"] / 1e6
         syncs = figures.get("syncs") or 0
-        per_word = figures["bytes_per_sync"] * syncs / (raw_words * args.epochs) if syncs else 0.0
+        sync_mb = (figures.get("sync_mb") or 0.0) / max(syncs, 1)   # measured: only changed rows are sent
+        per_word = sync_mb * 1e6 * syncs / (raw_words * args.epochs)
         print(f"{workers:8d}{figures['words_per_s']:12,.0f}{speedup:9.2f}x{analogy:11.2f}{wordsim:9.4f}"
               f"{simlex:9.4f}{analogy - base_scores[0]:+11.2f}{wordsim - base_scores[1]:+11.4f}{sync_mb:9.1f}"
               f"{per_word:8.2f}{figures.get('sync_seconds') or 0:8.1f}")
@@ -125,10 +125,11 @@ def projected_words_s(workers: int, worker_words_s: float, sync_s: float, sync_e
 def print_projection(worker_words_s: float, synced: dict, vocab: int) -> None:
     from w2vdist.train.replicas import ReplicaGroup
 
-    measured_bytes_s = synced["bytes_per_sync"] * synced["syncs"] / max(synced["sync_seconds"], 1e-9)
+    measured_bytes_s = synced["sync_mb"] * 1e6 / max(synced["sync_seconds"], 1e-9)
     print(f"\nPROJECTION (not measured: derived from this run's 1-worker rate, {worker_words_s:,.0f} words/s, and "
           f"its sync cost, {synced['sync_seconds'] / synced['syncs'] * 1e3:.0f} ms for "
-          f"{synced['bytes_per_sync'] / 1e6:.0f} MB = {measured_bytes_s / 1e9:.2f} GB/s over gloo on loopback)")
+          f"{synced['sync_mb'] / synced['syncs']:.0f} MB = {measured_bytes_s / 1e9:.2f} GB/s over gloo on loopback, "
+          f"arithmetic included; every row counted as changed, the most a sync sends)")
     node_words_s = worker_words_s * CORES_PER_NODE * THREAD_EFFICIENCY
     setups = [("8 H100 on NVLink", 8, H100_WORDS_S, NVLINK_BYTES_S, NVLINK_STEP_S),
               ("16 CPU nodes, 10 Gb/s", 16, node_words_s, ETHERNET_BYTES_S, ETHERNET_STEP_S)]
@@ -136,7 +137,7 @@ def print_projection(worker_words_s: float, synced: dict, vocab: int) -> None:
           f"{'words/s':>16s}{'of ideal':>9s}")
     for name, workers, rate, bandwidth, step_s in setups:
         for table_vocab, dim in ((vocab, 100), (1_000_000, 300)):
-            sent = ReplicaGroup.bytes_per_sync(table_vocab, dim, workers, "agreement")
+            sent = ReplicaGroup.bytes_per_sync(table_vocab, dim, workers)
             sync_s = sent / bandwidth + 2 * (workers - 1) * step_s
             for sync_every in SYNC_EVERY:
                 words_s = projected_words_s(workers, rate, sync_s, sync_every)

@@ -33,7 +33,7 @@ def simulate(run_dir: Path, replicas: int, rule: str, epochs: int, overrides: li
     from w2vdist.train.engine import Engine, Tables
     from w2vdist.train.loop import _learning_rate
     from w2vdist.train.plan import build_plan
-    from w2vdist.train.replicas import agreement_scale
+    from w2vdist.train.replicas import ShardGroup
 
     torch.set_num_threads(1)
     plan = build_plan(load_config([], [f"num_workers={replicas}", f"epochs={epochs}", "pair_source=corpus",
@@ -42,7 +42,8 @@ def simulate(run_dir: Path, replicas: int, rule: str, epochs: int, overrides: li
     vocab = read_vocabulary(RunDir(run_dir).vocab)
     start = Tables.initial(plan.vocab_size, settings.dim, settings.seed, torch.device("cpu"))
     tables = [Tables(start.input.clone(), start.output.clone()) for _ in range(replicas)]
-    engines = [Engine(t, vocab.column("count").to_numpy(), settings, plan.window, "numba", 1) for t in tables]
+    engines = [Engine(t, vocab.column("count").to_numpy(), settings, plan.window, "numba", 1,
+                      ShardGroup(0, [0], settings.dim)) for t in tables]
     source = CorpusSource(list(plan.input_files[0]), 1 << 34, torch.device("cpu"))
     for epoch in range(epochs):
         layout = EpochLayout(list(plan.input_rows[0]), epoch, settings.seed, plan.rows_per_block[0], replicas,
@@ -54,18 +55,36 @@ def simulate(run_dir: Path, replicas: int, rule: str, epochs: int, overrides: li
                     engines[replica].train_corpus(source.read(block), epoch,
                                                   _learning_rate(settings, epoch + layout.progress(block.index)),
                                                   _learning_rate(settings, epoch + layout.progress(block.index + 1)))
-            for name in ("input", "output") if replicas > 1 else ():
-                old = getattr(synced, name)
-                changes = [getattr(t, name) - old for t in tables]
-                total = torch.stack(changes).sum(0)
-                if rule == "average":
-                    total /= replicas
-                elif rule == "agreement":
-                    own_squares = sum(change.pow(2).sum(1) for change in changes)
-                    total *= agreement_scale(own_squares, total.pow(2).sum(1), 1.0 / replicas).unsqueeze(1)
-                for t in tables:
-                    getattr(t, name).copy_(old + total)
+            if replicas > 1:
+                combine(synced, tables, rule)
     return score(keyed_vectors(vocab.column("word").to_pylist(), tables[0].input.numpy()))
+
+
+def combine(synced, tables, rule: str) -> None:
+    """Every replica's tables become the rule's combination, with the sync's own kernels (replicas.py,
+    sync_numba.py); the sum over replicas that the all-reduce makes is a Python sum here."""
+    import torch
+
+    from w2vdist.train.replicas import rule_scale
+    from w2vdist.train.sync_numba import apply_rows, change_squares, pack_changes
+
+    floor, step = rule_scale(rule, len(tables))
+    for name in ("input", "output"):
+        old, replicas = getattr(synced, name), [getattr(t, name) for t in tables]
+        own_squares = torch.zeros(len(old))
+        for table in replicas:
+            squares = torch.empty(len(old))
+            change_squares(table, old, squares)
+            own_squares += squares
+        rows = torch.nonzero(own_squares).squeeze(1)
+        summed = torch.zeros((len(rows), old.shape[1]))
+        for table in replicas:
+            packed = torch.empty_like(summed)
+            pack_changes(table, old, rows, packed)
+            summed += packed
+        apply_rows(replicas[0], old, rows, summed, own_squares, floor, step)
+        for table in replicas[1:]:
+            table.copy_(replicas[0])
 
 
 def main() -> int:

@@ -11,7 +11,9 @@ import torch.multiprocessing as mp
 
 from tests.train_fixtures import free_port
 from w2vdist.train.engine import Tables
-from w2vdist.train.replicas import AGREED_STEP, ReplicaGroup, worker_groups
+from w2vdist.train import sync_numba
+from w2vdist.train.replicas import (AGREED_STEP, ReplicaGroup, apply_rows_torch, change_squares_torch,
+                                     pack_changes_torch, rule_scale, worker_groups)
 
 ROWS, DIM = 6, 4
 
@@ -83,6 +85,38 @@ def test_two_replicas_sync_by_the_rule(rule):
         np.testing.assert_allclose(moved[1], AGREED_STEP * changes[0, 1], rtol=1e-5)  # agreeing: not 2x one
         np.testing.assert_allclose(moved[2], 0.0, atol=1e-6)              # opposite changes cancel
         np.testing.assert_array_equal(moved[5], 0.0)
+
+
+@pytest.mark.parametrize("rule", ["agreement", "changes", "average"])
+def test_the_compiled_sync_arithmetic_equals_the_torch_reference(rule):
+    """sync_numba (CPUs) against replicas.py's torch functions (the reference, and the GPU's way), on the rows of
+    _changes (one replica's, agreeing, cancelling, unrelated and unchanged rows) with three replicas' sum, and a
+    change too small for its square (a float32 underflow) that must still count as a change."""
+    start, changes = _start().input, torch.from_numpy(_changes(3))
+    start[5, 0], changes[0, 5, 0] = 0.0, 1e-30
+    floor, step = rule_scale(rule, 3)
+    results = []
+    for change_squares, pack_changes, apply_rows in (
+            (change_squares_torch, pack_changes_torch, apply_rows_torch),
+            (sync_numba.change_squares, sync_numba.pack_changes, sync_numba.apply_rows)):
+        table, synced, squares = start + changes[0], start.clone(), torch.empty(ROWS)
+        change_squares(table, synced, squares)
+        assert (squares > 0).tolist() == [True] * ROWS
+        own_squares = squares + changes[1:].pow(2).sum((0, 2))   # what the all-reduce adds up
+        rows = torch.tensor([0, 1, 2, 3, 5])                      # row 4 left out: it must stay as it is
+        packed = torch.empty(len(rows), DIM)
+        pack_changes(table, synced, rows, packed)
+        np.testing.assert_allclose(packed, (table - start)[rows])
+        packed += changes[1:, rows].sum(0)                          # the all-reduce
+        before = table[4].clone()
+        apply_rows(table, synced, rows, packed, own_squares, floor, step)
+        assert torch.equal(table[rows], synced[rows]) and torch.equal(table[4], before)
+        results.append((squares, table))
+    np.testing.assert_allclose(results[1][0], results[0][0], rtol=1e-6)
+    np.testing.assert_allclose(results[1][1], results[0][1], rtol=1e-6, atol=1e-7)
+    rows = [0, 1, 2, 3]
+    np.testing.assert_allclose(results[0][1][rows], _expected(rule, start.numpy(), changes.numpy())[rows],
+                               rtol=1e-5, atol=1e-6)
 
 
 def test_one_replica_leaves_the_tables_alone():

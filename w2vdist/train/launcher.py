@@ -94,7 +94,7 @@ def _run_train(config: Config) -> dict[str, Any] | None:
     run_info = {"workers": settings.num_workers, "column_shards": settings.column_shards,
                 "device": "gpu" if use_gpu else "cpu",
                 "bytes_per_sync": ReplicaGroup.bytes_per_sync(plan.vocab_size, settings.dim, settings.replicas,
-                                                              settings.sync_rule, settings.column_shards)}
+                                                              settings.column_shards)}
     record = stage.finish(plan, folder, run_info)
     log.info("trained in %.1f s (%s words/s): %s", record["seconds"]["train"],
              f"{record['stats']['words_per_s']:,.0f}", RunDir(plan.run_dir).vectors)

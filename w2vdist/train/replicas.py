@@ -81,6 +81,35 @@ def agreement_scale(own_squares: torch.Tensor, total_squares: torch.Tensor, floo
                          torch.ones_like(ratio))
 
 
+def rule_scale(rule: str, replicas: int) -> tuple[float, float]:
+    """(floor, step) of agreement_scale that make `rule`: changes always 1, average always 1 / R."""
+    return {"changes": (1.0, 0.0), "average": (1.0 / replicas, 0.0),
+            "agreement": (1.0 / replicas, AGREED_STEP)}[rule]
+
+
+def change_squares_torch(table: torch.Tensor, synced: torch.Tensor, squares: torch.Tensor) -> None:
+    """squares[r] = |table[r] - synced[r]|^2, and the smallest positive float where a change's square underflows:
+    zero means unchanged. The reference for sync_numba's kernel, and the GPU's way."""
+    change = table - synced
+    squares.copy_(torch.linalg.vector_norm(change, dim=1).square_())
+    squares[(squares == 0) & change.ne(0).any(1)] = torch.finfo(squares.dtype).tiny
+
+
+def pack_changes_torch(table: torch.Tensor, synced: torch.Tensor, rows: torch.Tensor, packed: torch.Tensor) -> None:
+    """packed[i] = table[rows[i]] - synced[rows[i]]."""
+    torch.sub(table[rows], synced[rows], out=packed)
+
+
+def apply_rows_torch(table: torch.Tensor, synced: torch.Tensor, rows: torch.Tensor, summed: torch.Tensor,
+                     own_squares: torch.Tensor, floor: float, step: float) -> None:
+    """Row rows[i] of both tables becomes synced + agreement_scale x summed[i] (every replica's change to it added
+    up; own_squares[rows[i]] the sum of their squared norms)."""
+    scale = agreement_scale(own_squares[rows], torch.linalg.vector_norm(summed, dim=1).square_(), floor, step)
+    moved = synced[rows] + scale.unsqueeze(1) * summed
+    table[rows] = moved
+    synced[rows] = moved
+
+
 class ReplicaGroup:
     """The replicas holding one shard index; `rank` is this worker's replica."""
 
@@ -91,51 +120,54 @@ class ReplicaGroup:
         self.group = group                    # a torch.distributed group; None: every worker
         self.sync_seconds = 0.0
         self.syncs = 0
-        self._synced: Tables | None = None   # the tables at the last sync (rules "changes" and "agreement")
+        self.sent_bytes = 0.0                 # by this worker, over all syncs (a ring all-reduce's share)
+        self._synced: Tables | None = None    # the tables at the last sync, the same on every replica
+        self._packed: torch.Tensor | None = None
 
     def start(self, tables: Tables) -> None:
         """Remember the tables every replica starts from (identical on all: seeded, or a checkpoint)."""
-        if self.replicas > 1 and self.rule != "average":
+        if self.replicas > 1:
             self._synced = Tables(tables.input.clone(), tables.output.clone())
 
     def sync(self, tables: Tables) -> None:
-        """Bring every replica's tables to the same values, by the group's rule."""
+        """Bring every replica's tables to the same values, by the group's rule: the rows some replica changed
+        since the last sync become the last sync's plus the rule's share of the sum of their changes; only those
+        rows cross the wire, after one all-reduce of every row's squared change that tells all replicas which."""
         if self.replicas == 1:
             return
         import time
 
         import torch.distributed as dist
 
-        started = time.perf_counter()
-        if self.rule == "agreement":
-            self._sync_by_agreement(tables)
+        if tables.input.device.type == "cpu":
+            from w2vdist.train.sync_numba import apply_rows, change_squares, pack_changes
         else:
-            for name in ("input", "output"):
-                table = getattr(tables, name)
-                dist.all_reduce(table, group=self.group)
-                if self.rule == "average":
-                    table.div_(self.replicas)
-                else:  # sum of replicas - (R - 1) x last sync = last sync + the sum of the changes
-                    synced = getattr(self._synced, name)
-                    table.sub_(synced, alpha=self.replicas - 1)
-                    synced.copy_(table)
+            apply_rows, change_squares, pack_changes = apply_rows_torch, change_squares_torch, pack_changes_torch
+        started = time.perf_counter()
+        pairs = [(tables.input, self._synced.input), (tables.output, self._synced.output)]
+        vocab, dim = tables.input.shape
+        own_squares = torch.empty(2 * vocab, dtype=tables.input.dtype, device=tables.input.device)
+        squares = [own_squares[:vocab], own_squares[vocab:]]
+        for (table, synced), part in zip(pairs, squares):
+            change_squares(table, synced, part)
+        dist.all_reduce(own_squares, group=self.group)  # the same on every replica: so are the rows chosen below
+        floor, step = rule_scale(self.rule, self.replicas)
+        sent = own_squares.numel()
+        for (table, synced), part in zip(pairs, squares):
+            rows = torch.nonzero(part).squeeze(1)
+            packed = self._buffer(len(rows), table)
+            pack_changes(table, synced, rows, packed)
+            dist.all_reduce(packed, group=self.group)
+            apply_rows(table, synced, rows, packed, part, floor, step)
+            sent += packed.numel()
+        self.sent_bytes += 2 * (self.replicas - 1) / self.replicas * sent * tables.input.element_size()
         self.sync_seconds += time.perf_counter() - started
         self.syncs += 1
 
-    def _sync_by_agreement(self, tables: Tables) -> None:
-        import torch.distributed as dist
-
-        changes = [tables.input.sub_(self._synced.input), tables.output.sub_(self._synced.output)]
-        own_squares = torch.cat([change.pow(2).sum(1) for change in changes])
-        for change in changes:
-            dist.all_reduce(change, group=self.group)
-        dist.all_reduce(own_squares, group=self.group)
-        rows = len(tables.input)
-        for part, (change, synced) in enumerate(zip(changes, (self._synced.input, self._synced.output))):
-            scale = agreement_scale(own_squares[part * rows:(part + 1) * rows], change.pow(2).sum(1),
-                                    1.0 / self.replicas)
-            change.mul_(scale.unsqueeze(1)).add_(synced)
-            synced.copy_(change)
+    def _buffer(self, rows: int, table: torch.Tensor) -> torch.Tensor:
+        if self._packed is None or len(self._packed) < rows:
+            self._packed = torch.empty((len(table), table.shape[1]), dtype=table.dtype, device=table.device)
+        return self._packed[:rows]
 
     def sum(self, values: list[float], device: torch.device) -> list[float]:
         """The sums over all replicas of a few numbers (words, pairs, loss of a round)."""
@@ -148,10 +180,11 @@ class ReplicaGroup:
         return tensor.tolist()
 
     @staticmethod
-    def bytes_per_sync(vocab_size: int, dim: int, replicas: int, rule: str, column_shards: int = 1) -> int:
-        """Bytes each worker sends per sync with a ring all-reduce of its slices of both fp32 tables (the widest
-        shard's), and for rule agreement of the 2 V squared norms: 2 (R - 1) / R of them."""
-        columns = len(shard_columns(dim, column_shards)[0]) + (1 if rule == "agreement" else 0)
+    def bytes_per_sync(vocab_size: int, dim: int, replicas: int, column_shards: int = 1) -> int:
+        """The most bytes each worker sends per sync, when every row changed: a ring all-reduce's 2 (R - 1) / R of
+        the 2 V squared norms and of its slices (the widest shard's) of both fp32 tables. `sent_bytes` counts what
+        the syncs sent."""
+        columns = len(shard_columns(dim, column_shards)[0]) + 1
         return int(2 * (replicas - 1) / max(replicas, 1) * 2 * vocab_size * columns * 4)
 
 
