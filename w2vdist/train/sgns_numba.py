@@ -95,6 +95,26 @@ def _add_scaled(target, scale, source):  # pragma: no cover - compiled
         target[d] += scale * source[d]
 
 
+@njit(inline="always")
+def _draw_ahead(drawn, out, words, positions, word_chunk, chunk_key, c, slots, window, negative, shared,
+                alias_threshold, alias, vocab):  # pragma: no cover - compiled
+    """Center c's noise words into `drawn` (draw k of its counters at k - 1), and its output rows asked for, AHEAD
+    centers before they are used. Per-context draws: only the slots inside c's reach (offsets -b..-1, 1..b are
+    slots window-b..window+b-1)."""
+    key = np.uint64(chunk_key[word_chunk[c]])
+    base = np.uint64(positions[c]) * slots
+    _prefetch_row(out, words[c])
+    if shared:
+        first_draw, count = 1, negative
+    else:
+        reach = 1 + np.int64(((_bits(key, base) >> np.uint64(32)) * np.uint64(window)) >> np.uint64(32))
+        first_draw, count = 1 + (window - reach) * negative, 2 * reach * negative
+    for k in range(first_draw, first_draw + count):
+        noise = _noise(_bits(key, base + np.uint64(k)), alias_threshold, alias, vocab)
+        drawn[k - 1] = noise
+        _prefetch_row(out, noise)
+
+
 @njit(nogil=True, fastmath=_FASTMATH, cache=True, boundscheck=False)
 def train_part(inp, out, words, positions, word_chunk, chunk_start, chunk_end, chunk_key, first, last, total,
                alias_threshold, alias, slots, window, negative, shared, lr_start, lr_end, loss_sample):  # pragma: no cover
@@ -107,19 +127,18 @@ def train_part(inp, out, words, positions, word_chunk, chunk_start, chunk_end, c
     targets = np.empty((2 * window, targets_per), np.int64)
     coefficient = np.empty((2 * window, targets_per), np.float32)
     gradient = np.empty((2 * window, dim), np.float32)
+    drawn = np.empty((AHEAD + 1, negative if shared else 2 * window * negative), np.int64)  # draw k at k - 1
     pairs = 0
     loss_sum = 0.0
     loss_pairs = 0
+    for c in range(first, min(first + AHEAD, last)):
+        _draw_ahead(drawn[c % (AHEAD + 1)], out, words, positions, word_chunk, chunk_key, c, slots, window,
+                    negative, shared, alias_threshold, alias, vocab)
     for i in range(first, last):
-        ahead = i + AHEAD
-        if ahead < last:
-            _prefetch_row(out, words[ahead])
-            if shared:
-                ahead_key = np.uint64(chunk_key[word_chunk[ahead]])
-                ahead_base = np.uint64(positions[ahead]) * slots
-                for k in range(negative):
-                    _prefetch_row(out, _noise(_bits(ahead_key, ahead_base + np.uint64(1 + k)), alias_threshold,
-                                              alias, vocab))
+        if i + AHEAD < last:
+            _draw_ahead(drawn[(i + AHEAD) % (AHEAD + 1)], out, words, positions, word_chunk, chunk_key, i + AHEAD,
+                        slots, window, negative, shared, alias_threshold, alias, vocab)
+        draws = drawn[i % (AHEAD + 1)]
         chunk = word_chunk[i]
         key = np.uint64(chunk_key[chunk])
         base = np.uint64(positions[i]) * slots
@@ -133,20 +152,17 @@ def train_part(inp, out, words, positions, word_chunk, chunk_start, chunk_end, c
                 continue
             contexts[n] = words[j]
             targets[n, 0] = word
-            if not shared:
+            if shared:
+                for k in range(negative):
+                    targets[n, k + 1] = draws[k]
+            else:
                 offset = j - i
                 slot = offset + window if offset < 0 else offset + window - 1
                 for k in range(negative):
-                    counter = base + np.uint64(1 + slot * negative + k)
-                    targets[n, k + 1] = _noise(_bits(key, counter), alias_threshold, alias, vocab)
+                    targets[n, k + 1] = draws[slot * negative + k]
             n += 1
         if n == 0:
             continue
-        if shared:
-            for k in range(negative):
-                noise = _noise(_bits(key, base + np.uint64(1 + k)), alias_threshold, alias, vocab)
-                for a in range(n):
-                    targets[a, k + 1] = noise
         lr = np.float32(lr_start + (lr_end - lr_start) * (i / total))
         sampled = i % loss_sample == 0
         for a in range(n):
