@@ -69,7 +69,9 @@ def test_the_first_run_convinces(first_run):
     # queen, woman, france came nearer than the average word (by 0.19 in one loaded run: the two threads race)
     for before, after in zip(first[:3], last[:3]):
         assert after[2] - after[4] > before[2] - before[4] + 0.15, (before, after)
-    assert last[0][3] < first[0][3] and last[2][3] == 1  # queen rose among king's neighbours; france is paris's nearest
+    # queen among king's 10 nearest (its topic, throne and crown, comes first), france paris's nearest; the first
+    # record cannot be the reference: early in training every word is about as near to every other (0.99)
+    assert last[0][3] <= 10 and last[2][3] == 1
     for chatter in RAY_CHATTER:
         assert chatter not in err, f"Ray's '{chatter}' line reached the user's terminal"
     vectors = KeyedVectors.load_word2vec_format(str(root / "run" / "export" / "vectors.bin"), binary=True)

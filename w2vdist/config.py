@@ -103,8 +103,8 @@ class Config:
     alpha: float = _setting(0.025, "Learning rate at the start; decays linearly to min_alpha.", min=0,
                             min_exclusive=True)
     min_alpha: float = _setting(0.0001, "Learning rate at the end of the last epoch.", min=0)
-    shared_negatives: bool = _setting(True, "Draw one set of noise words per window, shared by all its contexts "
-                                            "(pWord2Vec), instead of one set per context.")
+    shared_negatives: bool = _setting(False, "Draw one set of noise words per window, shared by all its contexts "
+                                             "(pWord2Vec), instead of one set per context (word2vec.c).")
     kernel: str = _setting("auto", "The training kernel: numba (CPUs), triton (CUDA GPUs), torch (the reference, "
                                    "slow), or auto.", choices=("auto", "numba", "triton", "torch"))
     num_workers: int = _setting(1, "Ray Train workers: data-parallel replicas times column_shards.", min=1)

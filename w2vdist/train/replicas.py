@@ -9,8 +9,10 @@ replica r), and `worker_groups` makes its process groups once, with torch.distri
                   gathered from their columns for checkpoints and probes
 
 Each replica trains its own blocks on its own copy of both tables (a worker: of its shard's columns). After every
-round (`sync_every` corpus words over all replicas) the tables are brought together with one all-reduce per table
-(gloo on CPUs, NCCL on GPUs), by the rule of setting `sync_rule`:
+round (`sync_every` corpus words over all replicas) the tables are brought together (gloo on CPUs, NCCL on GPUs):
+one all-reduce of each row's squared change since the last sync, which tells every replica which rows some
+replica changed, then one all-reduce per table of just those rows' changes, combined by the rule of setting
+`sync_rule`:
 
     changes   every replica's tables become the tables of the last sync plus the sum of every replica's change
               since then: each replica's words count fully, as if the replicas had trained one after the other
@@ -23,7 +25,8 @@ round (`sync_every` corpus words over all replicas) the tables are brought toget
               one direction (a frequent word that every replica moved toward the same place in its round) move
               the row AGREED_STEP times one replica's change instead of R times, which overshoots and diverges
               beyond 2 replicas (on a locally quadratic loss a step more than twice the way to the minimum grows).
-              One more all-reduce, of 2 V numbers, per sync.
+
+All three are agreement_scale with a (floor, step) of their own (rule_scale).
 
 With one worker every call is a no-op and torch.distributed is never needed.
 """
@@ -118,7 +121,8 @@ class ReplicaGroup:
         self.replicas = replicas
         self.rule = rule
         self.group = group                    # a torch.distributed group; None: every worker
-        self.sync_seconds = 0.0
+        self.sync_seconds = 0.0               # in syncs, waits included
+        self.wait_seconds = 0.0               # in the first all-reduce of each sync: waiting for the slowest replica
         self.syncs = 0
         self.sent_bytes = 0.0                 # by this worker, over all syncs (a ring all-reduce's share)
         self._synced: Tables | None = None    # the tables at the last sync, the same on every replica
@@ -150,7 +154,9 @@ class ReplicaGroup:
         squares = [own_squares[:vocab], own_squares[vocab:]]
         for (table, synced), part in zip(pairs, squares):
             change_squares(table, synced, part)
+        arrived = time.perf_counter()
         dist.all_reduce(own_squares, group=self.group)  # the same on every replica: so are the rows chosen below
+        self.wait_seconds += time.perf_counter() - arrived  # mostly waiting for the last replica to finish its round
         floor, step = rule_scale(self.rule, self.replicas)
         sent = own_squares.numel()
         for (table, synced), part in zip(pairs, squares):
