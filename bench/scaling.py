@@ -114,8 +114,8 @@ def main() -> int:
 # PROJECTION inputs that were not measured here (no GPU, no network): stated, not measured.
 NVLINK_BYTES_S, NVLINK_STEP_S = 360e9, 10e-6     # NCCL all-reduce bus bandwidth of 8 H100 SXM, latency per ring step
 ETHERNET_BYTES_S, ETHERNET_STEP_S = 1.1e9, 50e-6  # 10 Gb/s Ethernet, what TCP carries of it, latency per ring step
-H100_WORDS_S = 100e6           # the low end of the Triton kernel's ESTIMATE (README, GPU)
-CORES_PER_NODE, THREAD_EFFICIENCY = 16, 0.83  # 2 threads ran 1.65x 1 thread here (bench/train_speed.py)
+H100_WORDS_S = 35e6            # the low end of the Triton kernel's ESTIMATE with per-context negatives (README, GPU)
+CORES_PER_NODE, THREAD_EFFICIENCY = 16, 0.73  # 2 threads ran 1.45x 1 thread here (bench/train_speed.py)
 SYNC_EVERY = (1_000_000, 16_000_000, 64_000_000)
 
 
