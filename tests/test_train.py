@@ -369,10 +369,13 @@ def test_settings_that_cannot_work_are_named_before_any_work(tmp_path, capsys, o
     assert "Traceback" not in err and not (run / "train").exists()
 
 
-@pytest.mark.parametrize("memory, workers, shards", [(10 ** 9, 4, 1), (1.5, 4, 2), (1.5, 3, 3), (0.8, 6, 3)])
+@pytest.mark.parametrize("memory, workers, shards",
+                         [(10 ** 9, 4, 1), (3.0, 4, 2), (1.5, 4, 4), (1.5, 3, 3), (0.8, 6, 6), (2.0, 6, 3)])
 def test_column_shards_auto_takes_the_fewest_shards_whose_slices_fit(tmp_path, monkeypatch, caplog, memory, workers,
                                                                      shards):
-    """`memory` in units of both tables' bytes: a shard's slice may take half of it."""
+    """`memory` in units of both tables' bytes, of which a worker may take half: its slice, and with several
+    replicas 2.5 times its slice (the copy at the last sync, and the sync's buffer of one table's rows). 1.5 units
+    would hold half the tables of 2 shards, but not with their replicas' copies: 4 shards of 1 replica."""
     from w2vdist.train import plan as plan_module
 
     run = build_run_dir(tmp_path / "run", two_topic_sentences(count=50))

@@ -18,14 +18,16 @@ from w2vdist.config import Config
 from w2vdist.datasets import read_vocabulary, scan_corpus, scan_pairs
 from w2vdist.errors import ConfigError, RunDirError
 from w2vdist.rundir import RunDir
+from w2vdist.train.replicas import ReplicaGroup
 from w2vdist.train.types import TrainSettings, shard_columns
 
 log = logging.getLogger("w2vdist.train")
 
 BLOCK_WORDS = 1 << 20     # corpus words per block (one kernel launch): a second or two of a CPU thread's work
 MIN_BLOCKS_PER_REPLICA = 4
-TABLES_SHARE = 0.5        # of a device's memory that a worker's slices of the tables may take (column_shards=auto):
-                          # the rest holds the input files, the launches and the sharded step's batches
+TABLES_SHARE = 0.5        # of a device's memory that a worker's slices of the tables (with several replicas, also
+                          # their sync's copies) may take (column_shards=auto): the rest holds the input files, the
+                          # launches and the sharded step's batches
 
 
 @dataclasses.dataclass(frozen=True)
@@ -129,16 +131,18 @@ def resolve_column_shards(config: Config, vocab_size: int) -> int:
                   if config.num_workers % shards == 0]
     for shards in candidates:
         slice_bytes = 2 * vocab_size * len(shard_columns(config.dim, shards)[0]) * 4  # the widest slice
-        if slice_bytes <= memory * TABLES_SHARE:
-            log.info("column_shards=auto: %d shard(s) per replica, %d replica(s): both tables take %s, a shard's "
-                     "slice %s, within %.0f%% of the %s's %s", shards, config.num_workers // shards,
-                     _gigabytes(tables_bytes), _gigabytes(slice_bytes), 100 * TABLES_SHARE, device,
-                     _gigabytes(memory))
+        held = slice_bytes * ReplicaGroup.tables_held(config.num_workers // shards)
+        if held <= memory * TABLES_SHARE:
+            log.info("column_shards=auto: %d shard(s) per replica, %d replica(s): both tables take %s, a worker "
+                     "holds %s (its slice, and with several replicas the sync's copies), within %.0f%% of the %s's "
+                     "%s", shards, config.num_workers // shards, _gigabytes(tables_bytes), _gigabytes(held),
+                     100 * TABLES_SHARE, device, _gigabytes(memory))
             return shards
     raise ConfigError(f"setting 'column_shards' is auto, but even {candidates[-1]} shards (the most that "
                       f"num_workers={config.num_workers} and dim={config.dim} allow) do not fit: both tables take "
                       f"{_gigabytes(tables_bytes)} (2 x {vocab_size:,} words x dim {config.dim} x 4 bytes), and a "
-                      f"shard's slice more than {TABLES_SHARE:.0%} of the {device}'s {_gigabytes(memory)}; use more "
+                      f"worker's slice (with several replicas, and the sync's copies of it) more than "
+                      f"{TABLES_SHARE:.0%} of the {device}'s {_gigabytes(memory)}; use more "
                       f"workers, a smaller dim or max_vocab_size")
 
 

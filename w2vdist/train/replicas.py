@@ -186,6 +186,12 @@ class ReplicaGroup:
         return tensor.tolist()
 
     @staticmethod
+    def tables_held(replicas: int) -> float:
+        """How many times its slices of both tables a worker holds: with several replicas also their copy at the
+        last sync and the buffer of one table's changed rows."""
+        return 1.0 if replicas == 1 else 2.5
+
+    @staticmethod
     def bytes_per_sync(vocab_size: int, dim: int, replicas: int, column_shards: int = 1) -> int:
         """The most bytes each worker sends per sync, when every row changed: a ring all-reduce's 2 (R - 1) / R of
         the 2 V squared norms and of its slices (the widest shard's) of both fp32 tables. `sent_bytes` counts what
