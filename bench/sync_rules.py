@@ -65,7 +65,7 @@ def combine(synced, tables, rule: str) -> None:
     sync_numba.py); the sum over replicas that the all-reduce makes is a Python sum here."""
     import torch
 
-    from w2vdist.train.replicas import rule_scale
+    from w2vdist.train.agreement import rule_scale
     from w2vdist.train.sync_numba import apply_rows, change_squares, pack_changes
 
     floor, step = rule_scale(rule, len(tables))

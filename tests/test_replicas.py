@@ -12,8 +12,9 @@ import torch.multiprocessing as mp
 from tests.train_fixtures import free_port
 from w2vdist.train.engine import Tables
 from w2vdist.train import sync_numba
-from w2vdist.train.replicas import (AGREED_STEP, ReplicaGroup, apply_rows_torch, change_squares_torch,
-                                     pack_changes_torch, rule_scale, worker_groups)
+from w2vdist.train.agreement import AGREED_STEP, rule_scale
+from w2vdist.train.replicas import (ReplicaGroup, apply_rows_torch, change_squares_torch, pack_changes_torch,
+                                    worker_groups)
 
 ROWS, DIM = 6, 4
 

@@ -12,6 +12,8 @@ on one worker, or on column_shards workers holding a slice of the tables' column
     sgns_sharded.py     the synchronous step of column shards: batches of centers on a slice of the columns
     engine.py           a worker's tables (whole, or its columns) and the kernel choice
     replicas.py         every collective: replicas x column shards, the tables' sync, the shards' sums
+    agreement.py        the agreement rule's arithmetic: several changes of a row made one (sync, sharded step)
+    sync_numba.py       the sync's arithmetic compiled for CPU tables
     loop.py             train_loop_per_worker: the training loop
     checkpoints.py      checkpoint folders (verified by checksum), the store of a run without Ray
     stage.py            the stage's folders, completeness, vectors/ and the commit

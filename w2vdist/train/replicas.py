@@ -26,7 +26,7 @@ replica changed, then one all-reduce per table of just those rows' changes, comb
               the row AGREED_STEP times one replica's change instead of R times, which overshoots and diverges
               beyond 2 replicas (on a locally quadratic loss a step more than twice the way to the minimum grows).
 
-All three are agreement_scale with a (floor, step) of their own (rule_scale).
+All three are agreement.agreement_scale with a (floor, step) of their own (agreement.rule_scale).
 
 With one worker every call is a no-op and torch.distributed is never needed.
 """
@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import torch
 
+from w2vdist.train.agreement import AGREED_STEP, agreement_scale, rule_scale
 from w2vdist.train.engine import Tables
 from w2vdist.train.types import Placement, shard_columns
 
@@ -70,25 +71,6 @@ def agree(flag: bool, device: torch.device) -> bool:
     tensor = torch.tensor([int(flag)], device=device)
     dist.broadcast(tensor, src=0)
     return bool(tensor.item())
-
-AGREED_STEP = 1.5  # between the mean (1) and the stability limit (2); chosen by measurement (README, Data parallel)
-
-
-def agreement_scale(own_squares: torch.Tensor, total_squares: torch.Tensor, floor: float | torch.Tensor,
-                    step: float = AGREED_STEP) -> torch.Tensor:
-    """The agreement rule's factor for each row's summed change: step x sum_i |d_i|^2 / |sum_i d_i|^2, in
-    [floor, 1]. `own_squares` holds sum_i |d_i|^2 per row, `total_squares` |sum_i d_i|^2; `floor` is 1 / the
-    number of changes (R replicas here; a batch's windows of the row in sgns_sharded.py)."""
-    ratio = step * own_squares / total_squares.clamp_min(torch.finfo(total_squares.dtype).tiny)
-    return torch.minimum(torch.maximum(ratio, torch.as_tensor(floor, dtype=ratio.dtype, device=ratio.device)),
-                         torch.ones_like(ratio))
-
-
-def rule_scale(rule: str, replicas: int) -> tuple[float, float]:
-    """(floor, step) of agreement_scale that make `rule`: changes always 1, average always 1 / R."""
-    return {"changes": (1.0, 0.0), "average": (1.0 / replicas, 0.0),
-            "agreement": (1.0 / replicas, AGREED_STEP)}[rule]
-
 
 def change_squares_torch(table: torch.Tensor, synced: torch.Tensor, squares: torch.Tensor) -> None:
     """squares[r] = |table[r] - synced[r]|^2, and the smallest positive float where a change's square underflows:

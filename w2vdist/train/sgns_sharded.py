@@ -12,7 +12,7 @@ consecutive centers. For each batch, on every shard:
 3. g = (label - sigmoid(dot)) * lr, the same on every shard;
 4. each window's update of every row it touches, on this shard's columns (within a window, updates to one row add
    up, as in sgns_reference.py);
-5. per row r of either table, the batch's per-window updates U_r,i combined by replicas.agreement_scale, with a
+5. per row r of either table, the batch's per-window updates U_r,i combined by agreement.agreement_scale, with a
    step of 1:
 
        U_r . clamp(Q_r / |U_r|^2, 1 / n_r, 1)     U_r = sum_i U_r,i   Q_r = sum_i |U_r,i|^2   n_r: windows updating r
@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 
 from w2vdist import random_streams
-from w2vdist.train.replicas import agreement_scale
+from w2vdist.train.agreement import agreement_scale
 from w2vdist.train.types import (LOSS_SAMPLE, LaunchResult, ShardSum, WindowLaunch, WindowRule, context_slot,
                                  draw_slots)
 
