@@ -43,7 +43,8 @@ def replica(rank: int, port: int, vocab: int, dim: int, changed: float) -> None:
         started = time.perf_counter()
         group.sync(tables)
         times.append(time.perf_counter() - started)
-    table, synced = tables.input, group._synced.input
+    table = tables.input
+    synced = table.clone()  # after a sync every table is the synced one
     table[rows] += 0.01
     squares, packed = torch.empty(vocab), torch.zeros(len(rows), dim)  # zeros: its pages are touched here
     phases = [time.perf_counter()]

@@ -126,7 +126,7 @@ def test_one_replica_leaves_the_tables_alone():
     group = ReplicaGroup(0, 1, "agreement")
     group.start(tables)
     group.sync(tables)
-    assert torch.equal(tables.input, before) and group.syncs == 0
+    assert torch.equal(tables.input, before) and group.totals.syncs == 0
 
 
 def _grid_worker(rank: int, workers: int, port: int, results) -> None:

@@ -106,8 +106,7 @@ def train_loop_per_worker(plan: TrainPlan, worker: WorkerInfo, store: Checkpoint
                              group.replicas, plan.blocks_per_replica(epoch))
         first_round = state.next_block // layout.round_size
         progress.start_epoch(epoch, state.current)
-        syncs_before, sync_s_before, wait_before, sent_before = (group.syncs, group.sync_seconds, group.wait_seconds,
-                                                                 group.sent_bytes)
+        syncs_before = group.totals
         reader = ReadAhead(lambda: _read_blocks(layout, first_round, group.rank, block_sources[source]))
         try:
             for round_index in range(first_round, layout.rounds):
@@ -146,9 +145,7 @@ def train_loop_per_worker(plan: TrainPlan, worker: WorkerInfo, store: Checkpoint
         finally:
             reader.close()
         record = progress.end_epoch(reader.waited_s)
-        record["syncs"], record["sync_s"] = group.syncs - syncs_before, round(group.sync_seconds - sync_s_before, 3)
-        record["sync_wait_s"] = round(group.wait_seconds - wait_before, 3)
-        record["sync_mb"] = round((group.sent_bytes - sent_before) / 1e6, 3)
+        record.update((group.totals - syncs_before).record())
         if not math.isfinite(record["loss"]):  # before its checkpoint: a resume starts before it
             error = TrainingDiverged.in_epoch(epoch + 1, settings.alpha)
             if leader:

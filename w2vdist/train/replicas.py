@@ -33,6 +33,9 @@ With one worker every call is a no-op and torch.distributed is never needed.
 
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass
+
 import torch
 
 from w2vdist.train.agreement import AGREED_STEP, agreement_scale, rule_scale
@@ -95,6 +98,29 @@ def apply_rows_torch(table: torch.Tensor, synced: torch.Tensor, rows: torch.Tens
     synced[rows] = moved
 
 
+@dataclass(frozen=True)
+class SyncTotals:
+    """What a worker's syncs took so far; the difference of two is an epoch's share (its metrics record)."""
+    syncs: int = 0
+    seconds: float = 0.0        # in syncs, waits included
+    wait_seconds: float = 0.0   # in the first all-reduce of each sync: mostly waiting for the slowest replica
+    sent_bytes: float = 0.0     # by this worker: its ring all-reduce share of the changed rows and squared norms
+
+    def __sub__(self, other: "SyncTotals") -> "SyncTotals":
+        return SyncTotals(self.syncs - other.syncs, self.seconds - other.seconds,
+                          self.wait_seconds - other.wait_seconds, self.sent_bytes - other.sent_bytes)
+
+    def record(self) -> dict[str, float]:
+        """The fields of an epoch's metrics record (README, Progress and metrics)."""
+        return {"syncs": self.syncs, "sync_s": round(self.seconds, 3), "sync_wait_s": round(self.wait_seconds, 3),
+                "sync_mb": round(self.sent_bytes / 1e6, 3)}
+
+
+def _ring_bytes(replicas: int, numbers: int, element_size: int = 4) -> float:
+    """Bytes each member sends in a ring all-reduce of `numbers` elements: 2 (R - 1) / R of them."""
+    return 2 * (replicas - 1) / max(replicas, 1) * numbers * element_size
+
+
 class ReplicaGroup:
     """The replicas holding one shard index; `rank` is this worker's replica."""
 
@@ -103,17 +129,22 @@ class ReplicaGroup:
         self.replicas = replicas
         self.rule = rule
         self.group = group                    # a torch.distributed group; None: every worker
-        self.sync_seconds = 0.0               # in syncs, waits included
-        self.wait_seconds = 0.0               # in the first all-reduce of each sync: waiting for the slowest replica
-        self.syncs = 0
-        self.sent_bytes = 0.0                 # by this worker, over all syncs (a ring all-reduce's share)
+        self.totals = SyncTotals()
         self._synced: Tables | None = None    # the tables at the last sync, the same on every replica
         self._packed: torch.Tensor | None = None
+        self._kernels = None                  # (change_squares, pack_changes, apply_rows) for the tables' device
 
     def start(self, tables: Tables) -> None:
         """Remember the tables every replica starts from (identical on all: seeded, or a checkpoint)."""
-        if self.replicas > 1:
-            self._synced = Tables(tables.input.clone(), tables.output.clone())
+        if self.replicas == 1:
+            return
+        self._synced = Tables(tables.input.clone(), tables.output.clone())
+        if tables.input.device.type == "cpu":
+            from w2vdist.train import sync_numba
+
+            self._kernels = sync_numba.change_squares, sync_numba.pack_changes, sync_numba.apply_rows
+        else:
+            self._kernels = change_squares_torch, pack_changes_torch, apply_rows_torch
 
     def sync(self, tables: Tables) -> None:
         """Bring every replica's tables to the same values, by the group's rule: the rows some replica changed
@@ -121,24 +152,19 @@ class ReplicaGroup:
         rows cross the wire, after one all-reduce of every row's squared change that tells all replicas which."""
         if self.replicas == 1:
             return
-        import time
-
         import torch.distributed as dist
 
-        if tables.input.device.type == "cpu":
-            from w2vdist.train.sync_numba import apply_rows, change_squares, pack_changes
-        else:
-            apply_rows, change_squares, pack_changes = apply_rows_torch, change_squares_torch, pack_changes_torch
+        change_squares, pack_changes, apply_rows = self._kernels
         started = time.perf_counter()
         pairs = [(tables.input, self._synced.input), (tables.output, self._synced.output)]
-        vocab, dim = tables.input.shape
+        vocab = len(tables.input)
         own_squares = torch.empty(2 * vocab, dtype=tables.input.dtype, device=tables.input.device)
         squares = [own_squares[:vocab], own_squares[vocab:]]
         for (table, synced), part in zip(pairs, squares):
             change_squares(table, synced, part)
         arrived = time.perf_counter()
         dist.all_reduce(own_squares, group=self.group)  # the same on every replica: so are the rows chosen below
-        self.wait_seconds += time.perf_counter() - arrived  # mostly waiting for the last replica to finish its round
+        waited = time.perf_counter() - arrived
         floor, step = rule_scale(self.rule, self.replicas)
         sent = own_squares.numel()
         for (table, synced), part in zip(pairs, squares):
@@ -148,9 +174,9 @@ class ReplicaGroup:
             dist.all_reduce(packed, group=self.group)
             apply_rows(table, synced, rows, packed, part, floor, step)
             sent += packed.numel()
-        self.sent_bytes += 2 * (self.replicas - 1) / self.replicas * sent * tables.input.element_size()
-        self.sync_seconds += time.perf_counter() - started
-        self.syncs += 1
+        t = self.totals
+        self.totals = SyncTotals(t.syncs + 1, t.seconds + time.perf_counter() - started, t.wait_seconds + waited,
+                                 t.sent_bytes + _ring_bytes(self.replicas, sent, tables.input.element_size()))
 
     def _buffer(self, rows: int, table: torch.Tensor) -> torch.Tensor:
         if self._packed is None or len(self._packed) < rows:
@@ -176,10 +202,10 @@ class ReplicaGroup:
     @staticmethod
     def bytes_per_sync(vocab_size: int, dim: int, replicas: int, column_shards: int = 1) -> int:
         """The most bytes each worker sends per sync, when every row changed: a ring all-reduce's 2 (R - 1) / R of
-        the 2 V squared norms and of its slices (the widest shard's) of both fp32 tables. `sent_bytes` counts what
-        the syncs sent."""
+        the 2 V squared norms and of its slices (the widest shard's) of both fp32 tables. `totals.sent_bytes` counts
+        what the syncs sent."""
         columns = len(shard_columns(dim, column_shards)[0]) + 1
-        return int(2 * (replicas - 1) / max(replicas, 1) * 2 * vocab_size * columns * 4)
+        return int(_ring_bytes(replicas, 2 * vocab_size * columns))
 
 
 class ShardGroup:
