@@ -1,6 +1,6 @@
 """Sync rules compared: R data-parallel replicas simulated in one process, each rule scored like train_quality.py.
 
-    python bench/sync_rules.py [--run-dir runs/text8] [--replicas 2,8] [--rules agreement,changes,average]
+    python bench/sync_rules.py [--run-dir runs/text8] [--replicas 2,8] [--rules stretched,agreement,changes,average]
                                [--epochs 1] [key=value ...]
 
 The replicas train one after the other, each on its own blocks of a round and from the tables of the last sync,
@@ -36,8 +36,9 @@ def simulate(run_dir: Path, replicas: int, rule: str, epochs: int, overrides: li
     from w2vdist.train.replicas import ShardGroup
 
     torch.set_num_threads(1)
+    rule_setting = [f"sync_rule={rule}"] if replicas > 1 else []  # stretched: the kernels stretch the updates
     plan = build_plan(load_config([], [f"num_workers={replicas}", f"epochs={epochs}", "pair_source=corpus",
-                                       *overrides], {"out": str(run_dir)}))
+                                       *rule_setting, *overrides], {"out": str(run_dir)}))
     settings = plan.settings
     vocab = read_vocabulary(RunDir(run_dir).vocab)
     start = Tables.initial(plan.vocab_size, settings.dim, settings.seed, torch.device("cpu"))
@@ -91,7 +92,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run-dir", default=str(REPO / "runs" / "text8"))
     parser.add_argument("--replicas", default="2,8")
-    parser.add_argument("--rules", default="agreement,changes,average")
+    parser.add_argument("--rules", default="stretched,agreement,changes,average")
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="more settings (sync_every=...)")
     args = parser.parse_args()

@@ -31,11 +31,13 @@ def _start_tables(dim: int) -> tuple[torch.Tensor, torch.Tensor]:
         (torch.rand((VOCAB, dim), generator=generator) - 0.5) / dim
 
 
-@pytest.mark.parametrize("shared", [True, False])
-def test_batches_of_one_center_are_the_reference_rule(shared):
+@pytest.mark.parametrize("shared,stretch", [(True, 1), (False, 1), (False, 8)])
+def test_batches_of_one_center_are_the_reference_rule(shared, stretch):
     launch, threshold, alias = tiny_launch(tokens=600)
-    rule = WindowRule(4, 5, shared)
+    rule = WindowRule(4, 5, shared, stretch)
     start_in, start_out = _start_tables(16)
+    if stretch > 1:  # rows long enough for the stretched factors to spread between 1 and `stretch`
+        start_in, start_out = start_in * 16, start_out * 16
     ref_in, ref_out = start_in.clone(), start_out.clone()
     expected = sgns_reference.train_windows(ref_in, ref_out, launch, threshold, alias, rule, 0.025, 0.02)
     got_in, got_out = start_in.clone(), start_out.clone()
@@ -69,9 +71,13 @@ def test_a_row_many_windows_move_alike_moves_by_their_mean():
     assert moved[sgns_sharded.BATCH_CENTERS] == pytest.approx(one_window, rel=1e-5)
 
 
-def _train(tables, group, shared: bool):
+# (shared_negatives, stretch): a stretched step sums the rows' squared norms over the shards as well
+RULES = [(True, 1), (False, 1), (False, 3)]
+
+
+def _train(tables, group, rule: tuple[bool, int]):
     launch, threshold, alias = tiny_launch(tokens=12_000, vocab=VOCAB)
-    return sgns_sharded.train_windows(*tables, launch, threshold, alias, WindowRule(5, 5, shared), 0.025, 0.0,
+    return sgns_sharded.train_windows(*tables, launch, threshold, alias, WindowRule(5, 5, *rule), 0.025, 0.0,
                                       group)
 
 
@@ -81,13 +87,13 @@ def _shard(rank: int, shards: int, port: int, dim: int, results) -> None:
     try:
         place, _, group = worker_groups(shards, dim, "agreement")
         columns = place.columns(dim)
-        for shared in (True, False):
+        for rule in RULES:
             tables = [table[:, columns.start:columns.stop].contiguous() for table in _start_tables(dim)]
-            result = _train(tables, group, shared)
+            result = _train(tables, group, rule)
             whole = [group.whole(table) for table in tables]
             if place.shard == 0:
-                results[shared] = tuple(table.numpy() for table in whole)
-            results[rank, shared] = (result.pairs, result.loss_sum, result.loss_pairs)
+                results[rule] = tuple(table.numpy() for table in whole)
+            results[rank, rule] = (result.pairs, result.loss_sum, result.loss_pairs)
     finally:
         dist.destroy_process_group()
 
@@ -99,14 +105,14 @@ def test_two_column_shards_give_the_vectors_of_one():
         mp.spawn(_shard, args=(2, free_port(), dim, results), nprocs=2)
         results = dict(results)
     assert tiny_launch(tokens=12_000, vocab=VOCAB)[0].centers > sgns_sharded.BATCH_CENTERS  # several batches
-    for shared in (True, False):
+    for rule in RULES:
         one_in, one_out = _start_tables(dim)
-        one = _train((one_in, one_out), ShardGroup(0, [0], dim), shared)
+        one = _train((one_in, one_out), ShardGroup(0, [0], dim), rule)
         for rank in (0, 1):
-            pairs, loss_sum, loss_pairs = results[rank, shared]
+            pairs, loss_sum, loss_pairs = results[rank, rule]
             assert (pairs, loss_pairs) == (one.pairs, one.loss_pairs)
             assert loss_sum == pytest.approx(one.loss_sum, rel=1e-5)
-        two_in, two_out = results[shared]
+        two_in, two_out = results[rule]
         np.testing.assert_allclose(two_in, one_in.numpy(), rtol=1e-4, atol=1e-6)
         np.testing.assert_allclose(two_out, one_out.numpy(), rtol=1e-4, atol=1e-6)
         assert not np.allclose(two_out, 0.0)

@@ -137,14 +137,15 @@ def test_preprocess_pairs_and_training_windows_follow_one_law():
 
 
 # --- the update rule ---------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("shared", [True, False])
+@pytest.mark.parametrize("shared,stretch", [(True, 1), (False, 1), (False, 8)])
 @pytest.mark.parametrize("dim", [16, 21])
-def test_the_numba_kernel_equals_the_reference(shared, dim):
+def test_the_numba_kernel_equals_the_reference(shared, stretch, dim):
     launch, threshold, alias = tiny_launch()
     generator = torch.Generator().manual_seed(dim)
-    start_in = (torch.rand((50, dim), generator=generator) - 0.5) / dim
-    start_out = (torch.rand((50, dim), generator=generator) - 0.5) / dim
-    rule = WindowRule(4, 5, shared)
+    # with stretch: rows of squared norm ~dim / 12, so that the stretched updates (stretch.py) reach well beyond one
+    start_in = (torch.rand((50, dim), generator=generator) - 0.5) / (1 if stretch > 1 else dim)
+    start_out = (torch.rand((50, dim), generator=generator) - 0.5) / (1 if stretch > 1 else dim)
+    rule = WindowRule(4, 5, shared, stretch)
     ref_in, ref_out = start_in.clone(), start_out.clone()
     expected = sgns_reference.train_windows(ref_in, ref_out, launch, threshold, alias, rule, 0.025, 0.02)
     got_in, got_out = start_in.clone(), start_out.clone()
@@ -154,6 +155,25 @@ def test_the_numba_kernel_equals_the_reference(shared, dim):
     torch.testing.assert_close(got_in, ref_in, atol=1e-6, rtol=1e-5)
     torch.testing.assert_close(got_out, ref_out, atol=1e-6, rtol=1e-5)
     assert not torch.equal(got_in, start_in) and not torch.equal(got_out, start_out)
+
+
+@pytest.mark.parametrize("kernel", [sgns_reference, sgns_numba])
+def test_stretched_steps_that_barely_contract_their_rows_add_up(kernel):
+    """With a tiny learning rate every update contracts its row by next to nothing, so R copies of it add up: the
+    stretched launch moves both tables R times as far as word2vec's (first order in lr; a large vocabulary, so that
+    few updates meet on one row)."""
+    launch, threshold, alias = tiny_launch(vocab=2000, tokens=300)
+    generator = torch.Generator().manual_seed(5)
+    start_in = torch.rand((2000, 16), generator=generator) - 0.5
+    start_out = torch.rand((2000, 16), generator=generator) - 0.5
+    moved = []
+    for stretch in (1, 8):
+        tables = start_in.clone(), start_out.clone()
+        kernel.train_windows(*tables, launch, threshold, alias, WindowRule(4, 5, False, stretch), 1e-4, 1e-4)
+        moved.append([tables[0] - start_in, tables[1] - start_out])
+    for plain, stretched in zip(*moved):
+        assert plain.abs().max() > 0
+        assert (stretched - 8 * plain).norm() < 0.01 * (8 * plain).norm()
 
 
 def test_one_window_is_the_sgns_gradient_step():
@@ -189,7 +209,8 @@ def test_one_window_is_the_sgns_gradient_step():
     torch.testing.assert_close(got_out, start_out - lr * outputs.grad, atol=1e-5, rtol=1e-5)
 
 
-def test_the_numba_pair_kernel_equals_the_reference():
+@pytest.mark.parametrize("stretch", [1, 3])
+def test_the_numba_pair_kernel_equals_the_reference(stretch):
     rng = np.random.default_rng(1)
     centers = torch.from_numpy(rng.integers(0, 40, 500).astype(np.int32))
     contexts = torch.from_numpy(rng.integers(0, 40, 500).astype(np.int32))
@@ -200,10 +221,10 @@ def test_the_numba_pair_kernel_equals_the_reference():
     start_in, start_out = torch.rand((40, 12)) - 0.5, torch.rand((40, 12)) - 0.5
     ref_in, ref_out = start_in.clone(), start_out.clone()
     expected = sgns_reference.train_pairs(ref_in, ref_out, centers, contexts, keys, rows, threshold, alias, 4,
-                                          0.03, 0.01)
+                                          0.03, 0.01, stretch)
     got_in, got_out = start_in.clone(), start_out.clone()
     result = sgns_numba.train_pairs(got_in, got_out, centers, contexts, keys, rows, threshold, alias, 4, 0.03,
-                                    0.01, [0, 500])
+                                    0.01, [0, 500], stretch=stretch)
     assert result.pairs == expected.pairs == 500 and result.loss_sum == pytest.approx(expected.loss_sum, rel=1e-5)
     torch.testing.assert_close(got_in, ref_in, atol=1e-6, rtol=1e-5)
     torch.testing.assert_close(got_out, ref_out, atol=1e-6, rtol=1e-5)

@@ -113,10 +113,13 @@ class Config:
                                            "slices fit half of a device's memory.", min=1, words=("auto",))
     sync_every: int = _setting(1_000_000, "Corpus words, over all workers, between two syncs of the workers' "
                                           "tables.", min=1000)
-    sync_rule: str = _setting("agreement", "How workers sync their tables: agreement (per row, the sum of the workers' "
+    sync_rule: str = _setting("stretched", "How workers sync their tables: stretched (each update reaches as far as "
+                                           "one copy per replica taken one after the other would, and the sync "
+                                           "averages the tables), agreement (per row, the sum of the workers' "
                                            "changes since the last sync, divided by how much they agree), changes "
                                            "(the last sync's tables plus every worker's change since) or average "
-                                           "(the mean of the tables).", choices=("agreement", "changes", "average"))
+                                           "(the mean of the tables).",
+                              choices=("stretched", "agreement", "changes", "average"))
     use_gpu: bool | str = _setting("auto", "Train on GPUs (NCCL) or CPUs (gloo); auto uses GPUs when Ray sees them.",
                                    choices=(True, False, "auto"))
     ray_address: str | None = _setting(None, "Ray cluster to join; null starts a local Ray on 127.0.0.1.")

@@ -24,6 +24,7 @@ def agreement_scale(own_squares: torch.Tensor, total_squares: torch.Tensor, floo
 
 
 def rule_scale(rule: str, replicas: int) -> tuple[float, float]:
-    """(floor, step) of agreement_scale that make `rule`: changes always 1, average always 1 / R."""
-    return {"changes": (1.0, 0.0), "average": (1.0 / replicas, 0.0),
+    """(floor, step) of agreement_scale that make `rule`: changes always 1, average always 1 / R; stretched averages
+    too (its updates were stretched in the kernels, stretch.py)."""
+    return {"changes": (1.0, 0.0), "average": (1.0 / replicas, 0.0), "stretched": (1.0 / replicas, 0.0),
             "agreement": (1.0 / replicas, AGREED_STEP)}[rule]

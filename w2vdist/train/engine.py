@@ -94,7 +94,7 @@ class Engine:
         self.settings = settings
         self.kernel = kernel
         self.threads = threads
-        self.rule = WindowRule(window, settings.negative, settings.shared_negatives)
+        self.rule = WindowRule(window, settings.negative, settings.shared_negatives, settings.update_stretch)
         noise = NoiseTable.from_counts(counts)
         self.alias_threshold = torch.from_numpy(noise.threshold).to(device)
         self.alias = torch.from_numpy(noise.alias).to(device)
@@ -141,13 +141,14 @@ class Engine:
             parts = np.linspace(0, len(block.centers), self.threads * PARTS_PER_THREAD + 1).round().astype(int)
             return sgns_numba.train_pairs(tables.input, tables.output, block.centers, block.contexts, pair_keys,
                                           pair_rows, self.alias_threshold, self.alias, negative, lr_start, lr_end,
-                                          parts.tolist(), self.threads)
+                                          parts.tolist(), self.threads, self.rule.stretch)
         if self.kernel == "triton":
             raise ConfigError("pair_source=pairs has no GPU kernel: train on GPUs with pair_source=corpus")
         from w2vdist.train import sgns_reference
 
         return sgns_reference.train_pairs(tables.input, tables.output, block.centers, block.contexts, pair_keys,
-                                          pair_rows, self.alias_threshold, self.alias, negative, lr_start, lr_end)
+                                          pair_rows, self.alias_threshold, self.alias, negative, lr_start, lr_end,
+                                          self.rule.stretch)
 
     def _parts(self, tokens: int) -> int:
         if self.kernel == "numba":

@@ -14,6 +14,10 @@ one all-reduce of each row's squared change since the last sync, which tells eve
 replica changed, then one all-reduce per table of just those rows' changes, combined by the rule of setting
 `sync_rule`:
 
+    stretched (default) the mean of the replicas' tables, as `average`; but each replica has taken every update
+              stretched to the reach of R copies of it taken one after the other (stretch.py, in the kernels): a
+              row that few updates touch moves as if the R replicas' updates had been added, as with `changes`, and
+              a row that each replica's updates settle moves to where they settle it, as with `average`
     changes   every replica's tables become the tables of the last sync plus the sum of every replica's change
               since then: each replica's words count fully, as if the replicas had trained one after the other
               on tables a round old
@@ -26,7 +30,7 @@ replica changed, then one all-reduce per table of just those rows' changes, comb
               the row AGREED_STEP times one replica's change instead of R times, which overshoots and diverges
               beyond 2 replicas (on a locally quadratic loss a step more than twice the way to the minimum grows).
 
-All three are agreement.agreement_scale with a (floor, step) of their own (agreement.rule_scale).
+All four are agreement.agreement_scale with a (floor, step) of their own (agreement.rule_scale).
 
 With one worker every call is a no-op and torch.distributed is never needed.
 """

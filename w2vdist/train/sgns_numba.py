@@ -22,6 +22,7 @@ from numba import njit, types
 from numba.extending import intrinsic
 
 from w2vdist import random_streams
+from w2vdist.train.stretch import MAX_CONTRACTION, SERIES_BELOW
 from w2vdist.train.types import LOSS_SAMPLE, LaunchResult, WindowLaunch, WindowRule, draw_slots
 
 _GAMMA = np.uint64(random_streams.GAMMA)
@@ -31,6 +32,7 @@ _LOW24 = np.uint64((1 << random_streams.PROBABILITY_BITS) - 1)
 # fast-math without 'nnan'/'ninf': the sigmoid's exp may overflow to inf on purpose
 _FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
 MAX_DOT = 30.0   # sigmoid(30) is 1 in float32; clipping keeps exp finite
+GEOMETRIC_COPIES = 64  # _stretch sums its series term by term up to this many copies
 AHEAD = 3        # centers between asking for a center's output rows and using them
 
 
@@ -74,13 +76,55 @@ def _noise(bits, alias_threshold, alias, vocab):  # pragma: no cover - compiled
 
 @njit(inline="always", fastmath=_FASTMATH)
 def _coefficient(row_in, row_out, positive, lr):  # pragma: no cover - compiled
-    """The pair's (label - sigmoid(dot)) * lr, and the signed dot whose -log sigmoid is its loss."""
+    """The pair's (label - sigmoid(dot)) * lr, the signed dot whose -log sigmoid is its loss, and sigmoid(dot)."""
     dot = np.float32(0.0)
     for d in range(row_in.shape[0]):
         dot += row_in[d] * row_out[d]
     dot = min(max(dot, np.float32(-MAX_DOT)), np.float32(MAX_DOT))
     label = np.float32(1.0) if positive else np.float32(0.0)
-    return (label - np.float32(1.0) / (np.float32(1.0) + np.exp(-dot))) * lr, dot if positive else -dot
+    sigmoid = np.float32(1.0) / (np.float32(1.0) + np.exp(-dot))
+    return (label - sigmoid) * lr, dot if positive else -dot, sigmoid
+
+
+@njit(inline="always", fastmath=_FASTMATH)
+def _coefficient_and_square(row_in, row_out, positive, lr):  # pragma: no cover - compiled
+    """_coefficient, and |row_out|^2 from the same pass over the row."""
+    dot = np.float32(0.0)
+    square = np.float32(0.0)
+    for d in range(row_in.shape[0]):
+        dot += row_in[d] * row_out[d]
+        square += row_out[d] * row_out[d]
+    dot = min(max(dot, np.float32(-MAX_DOT)), np.float32(MAX_DOT))
+    label = np.float32(1.0) if positive else np.float32(0.0)
+    sigmoid = np.float32(1.0) / (np.float32(1.0) + np.exp(-dot))
+    return (label - sigmoid) * lr, dot if positive else -dot, sigmoid, square
+
+
+@njit(inline="always", fastmath=_FASTMATH)
+def _square(row):  # pragma: no cover - compiled
+    total = np.float32(0.0)
+    for d in range(row.shape[0]):
+        total += row[d] * row[d]
+    return total
+
+
+@njit(inline="always", fastmath=_FASTMATH)
+def _stretch(contraction, copies):  # pragma: no cover - compiled
+    """stretch.stretch_torch for one contraction h: (1 - (1 - h)^R) / h as the sum of (1 - h)^i for i < R, by
+    Horner's rule (R - 1 multiply-adds of positive terms: nothing cancels); in float64 from a closed form for R
+    beyond GEOMETRIC_COPIES."""
+    h = min(max(contraction, np.float32(0.0)), np.float32(MAX_CONTRACTION))
+    if copies > GEOMETRIC_COPIES:
+        h64 = np.float64(h)
+        if h64 < SERIES_BELOW:
+            return np.float32(copies - copies * (copies - 1) / 2 * h64
+                              + copies * (copies - 1) * (copies - 2) / 6 * h64 * h64)
+        return np.float32(-math.expm1(copies * math.log1p(-h64)) / h64)
+    kept = np.float32(1.0) - h
+    total = np.float32(1.0)
+    for _ in range(copies - 1):
+        total = np.float32(1.0) + kept * total
+    return total
 
 
 @njit(inline="always")
@@ -117,15 +161,19 @@ def _draw_ahead(drawn, out, words, positions, word_chunk, chunk_key, c, slots, w
 
 @njit(nogil=True, fastmath=_FASTMATH, cache=True, boundscheck=False)
 def train_part(inp, out, words, positions, word_chunk, chunk_start, chunk_end, chunk_key, first, last, total,
-               alias_threshold, alias, slots, window, negative, shared, lr_start, lr_end, loss_sample):  # pragma: no cover
-    """Train centers first..last-1 of a launch of `total` centers; returns (pairs, loss_sum, loss_pairs)."""
+               alias_threshold, alias, slots, window, negative, shared, stretch, lr_start, lr_end,
+               loss_sample):  # pragma: no cover
+    """Train centers first..last-1 of a launch of `total` centers, each update stretched to `stretch` copies
+    (stretch.py; 1: word2vec's rule); returns (pairs, loss_sum, loss_pairs)."""
     dim = inp.shape[1]
     vocab = np.uint64(alias.shape[0])
     slots = np.uint64(slots)
     targets_per = negative + 1
     contexts = np.empty(2 * window, np.int64)
     targets = np.empty((2 * window, targets_per), np.int64)
-    coefficient = np.empty((2 * window, targets_per), np.float32)
+    coefficient = np.empty((2 * window, targets_per), np.float32)    # of the input rows' updates
+    out_coefficient = np.empty((2 * window, targets_per), np.float32)  # of the output rows' updates
+    in_stretch = np.ones(2 * window, np.float32)
     gradient = np.empty((2 * window, dim), np.float32)
     drawn = np.empty((AHEAD + 1, negative if shared else 2 * window * negative), np.int64)  # draw k at k - 1
     pairs = 0
@@ -167,14 +215,27 @@ def train_part(inp, out, words, positions, word_chunk, chunk_start, chunk_end, c
         sampled = i % loss_sample == 0
         for a in range(n):
             row_in = inp[contexts[a]]
+            in_square = _square(row_in) if stretch > 1 else np.float32(0.0)
+            in_contraction = np.float32(0.0)
             for k in range(targets_per):
                 target = targets[a, k]
                 if k > 0 and target == word:
                     coefficient[a, k] = 0.0
+                    out_coefficient[a, k] = 0.0
                     continue
-                coefficient[a, k], signed = _coefficient(row_in, out[target], k == 0, lr)
+                if stretch > 1:
+                    g, signed, sigmoid, out_square = _coefficient_and_square(row_in, out[target], k == 0, lr)
+                    pair = lr * sigmoid * (np.float32(1.0) - sigmoid) * (in_square + out_square)
+                    out_coefficient[a, k] = g * _stretch(pair, stretch)
+                    in_contraction += pair
+                else:
+                    g, signed, sigmoid = _coefficient(row_in, out[target], k == 0, lr)
+                    out_coefficient[a, k] = g
+                coefficient[a, k] = g
                 if sampled:
                     loss_sum += _loss(signed)
+            if stretch > 1:
+                in_stretch[a] = _stretch(in_contraction, stretch)
         if sampled:
             loss_pairs += n
         pairs += n
@@ -186,21 +247,21 @@ def train_part(inp, out, words, positions, word_chunk, chunk_start, chunk_end, c
                     _add_scaled(gradient[a], coefficient[a, k], out[targets[a, k]])
         for a in range(n):
             for k in range(targets_per):
-                if coefficient[a, k] != 0.0:
-                    _add_scaled(out[targets[a, k]], coefficient[a, k], inp[contexts[a]])
+                if out_coefficient[a, k] != 0.0:
+                    _add_scaled(out[targets[a, k]], out_coefficient[a, k], inp[contexts[a]])
         for a in range(n):
-            _add_scaled(inp[contexts[a]], np.float32(1.0), gradient[a])
+            _add_scaled(inp[contexts[a]], in_stretch[a], gradient[a])
     return pairs, loss_sum, loss_pairs
 
 
 @njit(nogil=True, fastmath=_FASTMATH, cache=True, boundscheck=False)
 def train_pair_part(inp, out, centers, contexts, pair_keys, pair_rows, first, last, total, alias_threshold, alias,
-                    negative, lr_start, lr_end, loss_sample):  # pragma: no cover - compiled
+                    negative, stretch, lr_start, lr_end, loss_sample):  # pragma: no cover - compiled
     """sgns_reference.train_pairs for pairs first..last-1 of a launch of `total`; returns (pairs, loss, loss pairs)."""
     dim = inp.shape[1]
     vocab = np.uint64(alias.shape[0])
     targets = np.empty(negative + 1, np.int64)
-    coefficient = np.empty(negative + 1, np.float32)
+    coefficient = np.empty(negative + 1, np.float32)  # of the output rows' updates
     grad = np.empty(dim, np.float32)
     loss_sum = 0.0
     loss_pairs = 0
@@ -216,14 +277,22 @@ def train_pair_part(inp, out, centers, contexts, pair_keys, pair_rows, first, la
         sampled = i % loss_sample == 0
         for d in range(dim):
             grad[d] = 0.0
+        in_square = _square(row_in) if stretch > 1 else np.float32(0.0)
+        in_contraction = np.float32(0.0)
         for k in range(negative + 1):
             target = targets[k]
             if k > 0 and target == word:
                 coefficient[k] = 0.0
                 continue
             row_out = out[target]
-            g, signed = _coefficient(row_in, row_out, k == 0, lr)
-            coefficient[k] = g
+            if stretch > 1:
+                g, signed, sigmoid, out_square = _coefficient_and_square(row_in, row_out, k == 0, lr)
+                pair = lr * sigmoid * (np.float32(1.0) - sigmoid) * (in_square + out_square)
+                coefficient[k] = g * _stretch(pair, stretch)
+                in_contraction += pair
+            else:
+                g, signed, sigmoid = _coefficient(row_in, row_out, k == 0, lr)
+                coefficient[k] = g
             _add_scaled(grad, g, row_out)
             if sampled:
                 loss_sum += _loss(signed)
@@ -232,7 +301,7 @@ def train_pair_part(inp, out, centers, contexts, pair_keys, pair_rows, first, la
         for k in range(negative + 1):
             if coefficient[k] != 0.0:
                 _add_scaled(out[targets[k]], coefficient[k], row_in)
-        _add_scaled(row_in, np.float32(1.0), grad)
+        _add_scaled(row_in, _stretch(in_contraction, stretch) if stretch > 1 else np.float32(1.0), grad)
     return last - first, loss_sum, loss_pairs
 
 
@@ -260,13 +329,14 @@ def _run_parts(train, parts: list[int], threads: int) -> LaunchResult:
 
 
 def train_pairs(input_table, output_table, centers, contexts, pair_keys, pair_rows, alias_threshold, alias,
-                negative: int, lr_start: float, lr_end: float, parts: list[int], threads: int = 1) -> LaunchResult:
+                negative: int, lr_start: float, lr_end: float, parts: list[int], threads: int = 1,
+                stretch: int = 1) -> LaunchResult:
     """sgns_reference.train_pairs on CPU tensors, the pairs cut into `parts` shared by `threads` threads."""
     arrays = [t.numpy() for t in (input_table, output_table, centers, contexts, pair_keys, pair_rows)]
     threshold, alias_np = alias_threshold.numpy(), alias.numpy()
     total = max(len(centers), 1)
     return _run_parts(lambda first, last: train_pair_part(*arrays, first, last, total, threshold, alias_np,
-                                                          negative, lr_start, lr_end, LOSS_SAMPLE),
+                                                          negative, stretch, lr_start, lr_end, LOSS_SAMPLE),
                       parts, threads)
 
 
@@ -279,6 +349,6 @@ def train_windows(input_table, output_table, launch: WindowLaunch, alias_thresho
     total = max(launch.centers, 1)
     return _run_parts(lambda first, last: train_part(*arrays, first, last, total, threshold, alias_np,
                                                      draw_slots(rule.window, rule.negative), rule.window,
-                                                     rule.negative, rule.shared_negatives, lr_start, lr_end,
-                                                     LOSS_SAMPLE),
+                                                     rule.negative, rule.shared_negatives, rule.stretch,
+                                                     lr_start, lr_end, LOSS_SAMPLE),
                       launch.parts.tolist(), threads)

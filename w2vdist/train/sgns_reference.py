@@ -13,6 +13,10 @@ a context word's input vector predicts the center's output vector). For center i
     g[j,k]   = (label_k - sigmoid(in[x_j] . out[t_jk])) * lr
     in[x_j]  += sum_k g[j,k] out[t_jk]         out[t_jk] += g[j,k] in[x_j]
 
+With rule.stretch = R > 1 (sync_rule=stretched, R replicas) each update is stretched to R copies of it
+(stretch.py) by its contraction: g[j,k] of out[t_jk] by h_jk = lr sigmoid'(dot_jk) (|in[x_j]|^2 + |out[t_jk]|^2),
+the update of in[x_j] by sum_k h_jk; all from the rows as they were before the window.
+
 Every dot of a window is taken before any of its updates, and updates to one row within a window add up. The
 loss, -log sigmoid(dot) for the label 1 and -log sigmoid(-dot) for noise, is summed over every LOSS_SAMPLE-th
 center's pairs only.
@@ -24,6 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from w2vdist import random_streams
+from w2vdist.train.stretch import stretch_torch
 from w2vdist.train.types import LOSS_SAMPLE, LaunchResult, WindowLaunch, WindowRule, context_slot, draw_slots
 
 
@@ -72,9 +77,11 @@ def train_windows(input_table: torch.Tensor, output_table: torch.Tensor, launch:
         dots = torch.einsum("nd,nkd->nk", rows_in, rows_out)
         lr = lr_start + (lr_end - lr_start) * i / total
         g = (labels - torch.sigmoid(dots)) * lr * active
-        input_table.index_add_(0, contexts, torch.einsum("nk,nkd->nd", g, rows_out).to(input_table.dtype))
+        g_in, g_out = stretched(g, dots, lr, active, rows_in.pow(2).sum(1, keepdim=True), rows_out.pow(2).sum(2),
+                                rule.stretch)
+        input_table.index_add_(0, contexts, torch.einsum("nk,nkd->nd", g_in, rows_out).to(input_table.dtype))
         output_table.index_add_(0, targets.reshape(-1),
-                                (g.unsqueeze(-1) * rows_in.unsqueeze(1)).reshape(-1, rows_in.shape[1])
+                                (g_out.unsqueeze(-1) * rows_in.unsqueeze(1)).reshape(-1, rows_in.shape[1])
                                 .to(output_table.dtype))
         pairs += len(offsets)
         if i % LOSS_SAMPLE == 0:
@@ -84,10 +91,23 @@ def train_windows(input_table: torch.Tensor, output_table: torch.Tensor, launch:
     return LaunchResult(pairs, loss_sum, loss_pairs)
 
 
+def stretched(g: torch.Tensor, dots: torch.Tensor, lr: float | torch.Tensor, active: torch.Tensor,
+              in_squares: torch.Tensor, out_squares: torch.Tensor, copies: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The coefficients [n, 1 + K] of a window's updates of its input rows and of its output rows, g stretched to
+    `copies` copies (stretch.py) by each update's contraction: an output row's by its pair's, h = lr sigmoid'(dot)
+    (|in|^2 + |out|^2); an input row's by the sum of its pairs' over its targets. `in_squares` [n, 1] and
+    `out_squares` [n, 1 + K]: the squared norms of the input rows and of the targets' output rows. One copy: g, g."""
+    if copies == 1:
+        return g, g
+    pair_contraction = torch.sigmoid(dots) * torch.sigmoid(-dots) * lr * active * (in_squares + out_squares)
+    return (g * stretch_torch(pair_contraction.sum(1, keepdim=True), copies),
+            g * stretch_torch(pair_contraction, copies))
+
+
 def train_pairs(input_table: torch.Tensor, output_table: torch.Tensor, centers: torch.Tensor,
                 contexts: torch.Tensor, pair_keys: torch.Tensor, pair_rows: torch.Tensor,
                 alias_threshold: torch.Tensor, alias: torch.Tensor, negative: int,
-                lr_start: float, lr_end: float) -> LaunchResult:
+                lr_start: float, lr_end: float, stretch: int = 1) -> LaunchResult:
     """The same rule for pair_source=pairs, one (center, context) pair at a time: the context's input vector
     predicts the center's output vector against `negative` noise words, draws row * negative + k of the pair's
     key; lr linear over the launch's pairs."""
@@ -107,8 +127,10 @@ def train_pairs(input_table: torch.Tensor, output_table: torch.Tensor, centers: 
         dots = rows_out @ row_in
         lr = lr_start + (lr_end - lr_start) * i / total
         g = (labels - torch.sigmoid(dots)) * lr * active
-        input_table[context] += (g @ rows_out).to(input_table.dtype)
-        output_table.index_add_(0, targets, (g.unsqueeze(1) * row_in).to(output_table.dtype))
+        g_in, g_out = stretched(g.unsqueeze(0), dots.unsqueeze(0), lr, active.unsqueeze(0),
+                                row_in.pow(2).sum().reshape(1, 1), rows_out.pow(2).sum(1).unsqueeze(0), stretch)
+        input_table[context] += (g_in[0] @ rows_out).to(input_table.dtype)
+        output_table.index_add_(0, targets, (g_out[0].unsqueeze(1) * row_in).to(output_table.dtype))
         if i % LOSS_SAMPLE == 0:
             signed = torch.where(labels > 0, dots, -dots)
             loss_sum += float((F.softplus(-signed) * active).sum())

@@ -35,6 +35,7 @@ import torch.nn.functional as F
 
 from w2vdist import random_streams
 from w2vdist.train.agreement import agreement_scale
+from w2vdist.train.sgns_reference import stretched
 from w2vdist.train.types import (LOSS_SAMPLE, LaunchResult, ShardSum, WindowLaunch, WindowRule, context_slot,
                                  draw_slots)
 
@@ -62,7 +63,7 @@ def train_windows(input_columns: torch.Tensor, output_columns: torch.Tensor, lau
     for first in range(0, launch.centers, batch_centers):
         stop = min(first + batch_centers, launch.centers)
         windows = _batch_windows(launch, first, stop, alias_threshold, alias, rule, lr_start, lr_end)
-        result += _step(input_columns, output_columns, windows, first, shards)
+        result += _step(input_columns, output_columns, windows, first, shards, rule.stretch)
     return result
 
 
@@ -102,24 +103,38 @@ def _batch_windows(launch: WindowLaunch, first: int, stop: int, alias_threshold:
 
 
 def _step(input_columns: torch.Tensor, output_columns: torch.Tensor, windows: _Windows, first: int,
-          shards: ShardSum) -> LaunchResult:
-    """Steps 2 to 5 of the module's docstring for one batch (`first`: its first center's index in the launch)."""
+          shards: ShardSum, stretch: int = 1) -> LaunchResult:
+    """Steps 2 to 5 of the module's docstring for one batch (`first`: its first center's index in the launch),
+    each window's coefficients stretched to `stretch` copies (sgns_reference.stretched); the rows' squared norms
+    it needs are summed over the shards in the dots' all-reduce."""
     if not len(windows.window):  # no center of the batch has a context: the same on every shard
         return LaunchResult(0, 0.0, 0)
     rows_in = input_columns[windows.contexts]                                    # [n, c]
     rows_out = output_columns[windows.targets]                                   # [n, 1 + K, c]
-    dots = torch.einsum("nc,nkc->nk", rows_in, rows_out).contiguous()
-    shards.sum_(dots)
+    dots = torch.einsum("nc,nkc->nk", rows_in, rows_out)
+    pairs, targets = dots.shape
+    if stretch > 1:
+        sums = torch.cat([dots, rows_in.pow(2).sum(1, keepdim=True), rows_out.pow(2).sum(2)], dim=1).contiguous()
+        shards.sum_(sums)
+        dots, in_squares, out_squares = sums.split([targets, 1, targets], dim=1)
+    else:
+        dots = dots.contiguous()
+        shards.sum_(dots)
     labels = torch.zeros_like(dots)
     labels[:, 0] = 1.0
-    g = (labels - torch.sigmoid(dots)) * windows.lr.unsqueeze(1) * windows.active
+    lr = windows.lr.unsqueeze(1)
+    g = (labels - torch.sigmoid(dots)) * lr * windows.active
+    g_in = g_out = g
+    if stretch > 1:
+        g_in, g_out = stretched(g, dots, lr, windows.active, in_squares, out_squares, stretch)
     width = rows_in.shape[1]
     active = windows.active.reshape(-1)
     input_update = _RowUpdates.of(windows.contexts, windows.window, windows.centers,
-                                  torch.einsum("nk,nkc->nc", g, rows_out))
+                                  torch.einsum("nk,nkc->nc", g_in, rows_out))
     output_update = _RowUpdates.of(windows.targets.reshape(-1)[active],
                                    windows.window.repeat_interleave(windows.targets.shape[1])[active],
-                                   windows.centers, (g.unsqueeze(2) * rows_in.unsqueeze(1)).reshape(-1, width)[active])
+                                   windows.centers,
+                                   (g_out.unsqueeze(2) * rows_in.unsqueeze(1)).reshape(-1, width)[active])
     squares = torch.cat([input_update.squares(), output_update.squares()])
     shards.sum_(squares)
     input_squares, output_squares = squares.split([2 * len(input_update.rows), 2 * len(output_update.rows)])

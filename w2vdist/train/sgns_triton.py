@@ -61,7 +61,11 @@ import torch
 import triton
 import triton.language as tl
 
+from w2vdist.train import stretch
 from w2vdist.train.types import LOSS_SAMPLE, LaunchResult, WindowLaunch, WindowRule, draw_slots
+
+MAX_CONTRACTION = tl.constexpr(stretch.MAX_CONTRACTION)
+SERIES_BELOW = tl.constexpr(stretch.SERIES_BELOW)
 
 # random_streams' SplitMix64 constants. Literals at or above 2^63 are typed uint64 by Triton, so the arithmetic
 # below is uint64 with wrapping products and logical shifts, as random_streams' NumPy version.
@@ -105,13 +109,24 @@ def _softplus(x):
 
 
 @triton.jit
+def _stretch(contraction, COPIES: tl.constexpr):
+    """stretch.stretch_torch in float64: (1 - (1 - h)^R) / h, its series to h^2 below SERIES_BELOW (fp32 would
+    lose the difference to rounding)."""
+    h = tl.minimum(tl.maximum(contraction.to(tl.float64), 0.0), MAX_CONTRACTION)
+    series = COPIES - COPIES * (COPIES - 1) / 2 * h + COPIES * (COPIES - 1) * (COPIES - 2) / 6 * h * h
+    exact = (1.0 - tl.exp(COPIES * tl.log(1.0 - h))) / tl.maximum(h, SERIES_BELOW)
+    return tl.where(h < SERIES_BELOW, series, exact).to(tl.float32)
+
+
+@triton.jit
 def _sgns_windows_kernel(
         in_ptr, out_ptr, in_stride, out_stride,
         words_ptr, positions_ptr, word_chunk_ptr, chunk_start_ptr, chunk_end_ptr, chunk_key_ptr, parts_ptr,
         alias_threshold_ptr, alias_ptr, stats_ptr,
         vocab, total_centers, dim, lr_start, lr_end,
         WINDOW: tl.constexpr, NEGATIVE: tl.constexpr, SHARED: tl.constexpr, SLOTS: tl.constexpr,
-        SAMPLE: tl.constexpr, BLOCK_J: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr):
+        STRETCH: tl.constexpr, SAMPLE: tl.constexpr, BLOCK_J: tl.constexpr, BLOCK_K: tl.constexpr,
+        BLOCK_D: tl.constexpr):
     part = tl.program_id(0)
     first = tl.load(parts_ptr + part)
     last = tl.load(parts_ptr + part + 1)
@@ -164,8 +179,15 @@ def _sgns_windows_kernel(
         # reads: every dot from the rows as they were before this window
         center_row = tl.load(out_ptr + word.to(tl.int64) * out_stride + d, mask=d_valid, other=0.0)
         dots = tl.sum(x * center_row[None, :], axis=1)                   # [BLOCK_J]
-        g_center = tl.where(context_valid, (1.0 - 1.0 / (1.0 + tl.exp(-dots))) * lr, 0.0)
+        sigmoid = 1.0 / (1.0 + tl.exp(-dots))
+        g_center = tl.where(context_valid, (1.0 - sigmoid) * lr, 0.0)
         delta_in = g_center[:, None] * center_row[None, :]
+        if STRETCH > 1:  # stretch.py: each pair's contraction; an input row's is the sum over its targets
+            in_square = tl.sum(x * x, axis=1)                                               # [BLOCK_J]
+            pair = tl.where(context_valid, sigmoid * (1.0 - sigmoid) * lr, 0.0) * (
+                in_square + tl.sum(center_row * center_row, axis=0))
+            in_contraction = pair
+            g_center = g_center * _stretch(pair, STRETCH)
         loss = tl.full([], 0.0, tl.float32)
         if sampled:
             loss += tl.sum(tl.where(context_valid, _softplus(-dots), 0.0), axis=0)
@@ -178,23 +200,37 @@ def _sgns_windows_kernel(
                               other=0.0)
                 noise_dots = tl.sum(x * row[None, :], axis=1)
                 valid = context_valid & (target >= 0)
-                g = tl.where(valid, -lr / (1.0 + tl.exp(-noise_dots)), 0.0)
+                sigmoid = 1.0 / (1.0 + tl.exp(-noise_dots))
+                g = tl.where(valid, -lr * sigmoid, 0.0)
                 delta_in += g[:, None] * row[None, :]
+                if STRETCH > 1:
+                    pair = tl.where(valid, sigmoid * (1.0 - sigmoid) * lr, 0.0) * (
+                        in_square + tl.sum(row * row, axis=0))
+                    in_contraction += pair
+                    g = g * _stretch(pair, STRETCH)
             else:
                 target = tl.sum(tl.where(pick[None, :], noise, 0), axis=1)                       # [BLOCK_J]
                 valid = target >= 0
                 rows = tl.load(out_ptr + target.to(tl.int64)[:, None] * out_stride + d[None, :],
                                mask=valid[:, None] & d_valid[None, :], other=0.0)
                 noise_dots = tl.sum(x * rows, axis=1)
-                g = tl.where(valid, -lr / (1.0 + tl.exp(-noise_dots)), 0.0)
+                sigmoid = 1.0 / (1.0 + tl.exp(-noise_dots))
+                g = tl.where(valid, -lr * sigmoid, 0.0)
                 delta_in += g[:, None] * rows
-            g_noise = tl.where(pick[None, :], g[:, None], g_noise)
+                if STRETCH > 1:
+                    pair = tl.where(valid, sigmoid * (1.0 - sigmoid) * lr, 0.0) * (
+                        in_square + tl.sum(rows * rows, axis=1))
+                    in_contraction += pair
+                    g = g * _stretch(pair, STRETCH)
+            g_noise = tl.where(pick[None, :], g[:, None], g_noise)        # the output rows' (stretched) coefficients
             if sampled:
                 loss += tl.sum(tl.where(valid, _softplus(noise_dots), 0.0), axis=0)
 
         # writes: the input rows, then the output rows from the input values still in x. Relaxed atomics are
         # enough for Hogwild and compile to fire-and-forget reductions. On a GPU a later window of this program
         # may still read a row before these adds land (as other programs' windows may): word2vec's races.
+        if STRETCH > 1:
+            delta_in = delta_in * _stretch(in_contraction, STRETCH)[:, None]
         tl.atomic_add(in_rows, delta_in, mask=row_mask, sem="relaxed")
         tl.atomic_add(out_ptr + word.to(tl.int64) * out_stride + d, tl.sum(g_center[:, None] * x, axis=0),
                       mask=d_valid & (count > 0), sem="relaxed")
@@ -251,7 +287,7 @@ def train_windows(input_table: torch.Tensor, output_table: torch.Tensor, launch:
         launch.chunk_key, launch.parts.to(device), alias_threshold, alias,
         stats, alias.numel(), total, dim, float(lr_start), float(lr_end),
         WINDOW=rule.window, NEGATIVE=rule.negative, SHARED=bool(rule.shared_negatives),
-        SLOTS=draw_slots(rule.window, rule.negative), SAMPLE=LOSS_SAMPLE,
+        SLOTS=draw_slots(rule.window, rule.negative), STRETCH=rule.stretch, SAMPLE=LOSS_SAMPLE,
         BLOCK_J=block_j, BLOCK_K=triton.next_power_of_2(rule.negative), BLOCK_D=block_d,
         # a few registers per element of the [BLOCK_J, BLOCK_D] tiles: more warps for wider rows
         num_warps=max(1, min(8, block_j * block_d // 512)))

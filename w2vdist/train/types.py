@@ -48,6 +48,7 @@ class WindowRule:
     window: int
     negative: int
     shared_negatives: bool
+    stretch: int = 1   # each update reaches as far as this many copies of it (stretch.py): the replicas, or 1
 
 
 @dataclass(frozen=True)
@@ -74,7 +75,7 @@ class TrainSettings:
     kernel: str                  # auto | numba | triton | torch
     pair_source: str             # corpus | pairs
     sync_every: int              # corpus words, over all replicas, between two syncs of the replicas' tables
-    sync_rule: str               # agreement | changes | average (replicas.py)
+    sync_rule: str               # stretched | agreement | changes | average (replicas.py)
     seed: int
     num_workers: int             # Ray Train workers: replicas x column_shards
     column_shards: int           # workers holding one replica's tables, a slice of the columns each (resolved)
@@ -91,6 +92,12 @@ class TrainSettings:
     def replicas(self) -> int:
         """Data-parallel replicas: each trains its own blocks, on column_shards workers."""
         return self.num_workers // self.column_shards
+
+    @property
+    def update_stretch(self) -> int:
+        """How many copies of itself each update reaches as far as (stretch.py): the replicas with
+        sync_rule=stretched, else 1 (word2vec's rule)."""
+        return self.replicas if self.sync_rule == "stretched" else 1
 
     def result_settings(self) -> dict:
         return {name: getattr(self, name) for name in self.RESULT}
