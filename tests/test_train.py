@@ -4,6 +4,8 @@ in test_sgns_triton.py."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import os
 import subprocess
@@ -338,6 +340,11 @@ def test_resume_with_other_result_settings_is_refused(tmp_path):
     plan = build_plan(load_config([], [*SMALL, "dim=8", "resume=true"], {"out": str(run)}))
     with pytest.raises(ConfigError, match="'dim' was 16, now 8"):
         stage.check_resumable(plan, run / "train" / "checkpoints-local")
+    # one worker never syncs: its sync settings do not decide its vectors, and a resume may change them
+    plan = build_plan(load_config([], [*SMALL, "sync_every=5000", "sync_rule=average", "resume=true"],
+                                  {"out": str(run)}))
+    assert stage.check_resumable(plan, run / "train" / "checkpoints-local").is_dir()
+    assert "sync_rule" in dataclasses.replace(plan.settings, num_workers=2).result_settings()
 
 
 # --- bad input ---------------------------------------------------------------------------------------------------

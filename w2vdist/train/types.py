@@ -100,7 +100,10 @@ class TrainSettings:
         return self.replicas if self.sync_rule == "stretched" else 1
 
     def result_settings(self) -> dict:
-        return {name: getattr(self, name) for name in self.RESULT}
+        """The RESULT settings; sync_every and sync_rule only with several replicas (one never syncs), so that a
+        one-worker run resumes whatever their defaults have become."""
+        unused = () if self.replicas > 1 else ("sync_every", "sync_rule")
+        return {name: getattr(self, name) for name in self.RESULT if name not in unused}
 
 
 @dataclass(frozen=True)
