@@ -75,15 +75,21 @@ def _noise(bits, alias_threshold, alias, vocab):  # pragma: no cover - compiled
 
 
 @njit(inline="always", fastmath=_FASTMATH)
-def _coefficient(row_in, row_out, positive, lr):  # pragma: no cover - compiled
+def _of_dot(dot, positive, lr):  # pragma: no cover - compiled
     """The pair's (label - sigmoid(dot)) * lr, the signed dot whose -log sigmoid is its loss, and sigmoid(dot)."""
-    dot = np.float32(0.0)
-    for d in range(row_in.shape[0]):
-        dot += row_in[d] * row_out[d]
     dot = min(max(dot, np.float32(-MAX_DOT)), np.float32(MAX_DOT))
     label = np.float32(1.0) if positive else np.float32(0.0)
     sigmoid = np.float32(1.0) / (np.float32(1.0) + np.exp(-dot))
     return (label - sigmoid) * lr, dot if positive else -dot, sigmoid
+
+
+@njit(inline="always", fastmath=_FASTMATH)
+def _coefficient(row_in, row_out, positive, lr):  # pragma: no cover - compiled
+    """_of_dot of the rows' dot."""
+    dot = np.float32(0.0)
+    for d in range(row_in.shape[0]):
+        dot += row_in[d] * row_out[d]
+    return _of_dot(dot, positive, lr)
 
 
 @njit(inline="always", fastmath=_FASTMATH)
@@ -94,10 +100,8 @@ def _coefficient_and_square(row_in, row_out, positive, lr):  # pragma: no cover 
     for d in range(row_in.shape[0]):
         dot += row_in[d] * row_out[d]
         square += row_out[d] * row_out[d]
-    dot = min(max(dot, np.float32(-MAX_DOT)), np.float32(MAX_DOT))
-    label = np.float32(1.0) if positive else np.float32(0.0)
-    sigmoid = np.float32(1.0) / (np.float32(1.0) + np.exp(-dot))
-    return (label - sigmoid) * lr, dot if positive else -dot, sigmoid, square
+    g, signed, sigmoid = _of_dot(dot, positive, lr)
+    return g, signed, sigmoid, square
 
 
 @njit(inline="always", fastmath=_FASTMATH)
