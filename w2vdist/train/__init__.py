@@ -12,6 +12,7 @@ on one worker, or on column_shards workers holding a slice of the tables' column
     sgns_sharded.py     the synchronous step of column shards: batches of centers on a slice of the columns
     engine.py           a worker's tables (whole, or its columns) and the kernel choice
     replicas.py         every collective: replicas x column shards, the tables' sync, the shards' sums
+    stretch.py          the stretched update's arithmetic: one update reaching as far as R copies (sync_rule=stretched)
     agreement.py        the agreement rule's arithmetic: several changes of a row made one (sync, sharded step)
     sync_numba.py       the sync's arithmetic compiled for CPU tables
     loop.py             train_loop_per_worker: the training loop

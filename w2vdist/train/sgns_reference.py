@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from w2vdist import random_streams
-from w2vdist.train.stretch import stretch_torch
+from w2vdist.train.stretch import stretched_coefficients
 from w2vdist.train.types import LOSS_SAMPLE, LaunchResult, WindowLaunch, WindowRule, context_slot, draw_slots
 
 
@@ -77,8 +77,8 @@ def train_windows(input_table: torch.Tensor, output_table: torch.Tensor, launch:
         dots = torch.einsum("nd,nkd->nk", rows_in, rows_out)
         lr = lr_start + (lr_end - lr_start) * i / total
         g = (labels - torch.sigmoid(dots)) * lr * active
-        g_in, g_out = stretched(g, dots, lr, active, rows_in.pow(2).sum(1, keepdim=True), rows_out.pow(2).sum(2),
-                                rule.stretch)
+        g_in, g_out = stretched_coefficients(g, dots, lr, active, rows_in.pow(2).sum(1, keepdim=True),
+                                             rows_out.pow(2).sum(2), rule.stretch)
         input_table.index_add_(0, contexts, torch.einsum("nk,nkd->nd", g_in, rows_out).to(input_table.dtype))
         output_table.index_add_(0, targets.reshape(-1),
                                 (g_out.unsqueeze(-1) * rows_in.unsqueeze(1)).reshape(-1, rows_in.shape[1])
@@ -89,19 +89,6 @@ def train_windows(input_table: torch.Tensor, output_table: torch.Tensor, launch:
             loss_sum += float((F.softplus(-signed) * active).sum())
             loss_pairs += len(offsets)
     return LaunchResult(pairs, loss_sum, loss_pairs)
-
-
-def stretched(g: torch.Tensor, dots: torch.Tensor, lr: float | torch.Tensor, active: torch.Tensor,
-              in_squares: torch.Tensor, out_squares: torch.Tensor, copies: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The coefficients [n, 1 + K] of a window's updates of its input rows and of its output rows, g stretched to
-    `copies` copies (stretch.py) by each update's contraction: an output row's by its pair's, h = lr sigmoid'(dot)
-    (|in|^2 + |out|^2); an input row's by the sum of its pairs' over its targets. `in_squares` [n, 1] and
-    `out_squares` [n, 1 + K]: the squared norms of the input rows and of the targets' output rows. One copy: g, g."""
-    if copies == 1:
-        return g, g
-    pair_contraction = torch.sigmoid(dots) * torch.sigmoid(-dots) * lr * active * (in_squares + out_squares)
-    return (g * stretch_torch(pair_contraction.sum(1, keepdim=True), copies),
-            g * stretch_torch(pair_contraction, copies))
 
 
 def train_pairs(input_table: torch.Tensor, output_table: torch.Tensor, centers: torch.Tensor,
@@ -127,8 +114,9 @@ def train_pairs(input_table: torch.Tensor, output_table: torch.Tensor, centers: 
         dots = rows_out @ row_in
         lr = lr_start + (lr_end - lr_start) * i / total
         g = (labels - torch.sigmoid(dots)) * lr * active
-        g_in, g_out = stretched(g.unsqueeze(0), dots.unsqueeze(0), lr, active.unsqueeze(0),
-                                row_in.pow(2).sum().reshape(1, 1), rows_out.pow(2).sum(1).unsqueeze(0), stretch)
+        g_in, g_out = stretched_coefficients(g.unsqueeze(0), dots.unsqueeze(0), lr, active.unsqueeze(0),
+                                             row_in.pow(2).sum().reshape(1, 1), rows_out.pow(2).sum(1).unsqueeze(0),
+                                             stretch)
         input_table[context] += (g_in[0] @ rows_out).to(input_table.dtype)
         output_table.index_add_(0, targets, (g_out[0].unsqueeze(1) * row_in).to(output_table.dtype))
         if i % LOSS_SAMPLE == 0:

@@ -35,7 +35,7 @@ import torch.nn.functional as F
 
 from w2vdist import random_streams
 from w2vdist.train.agreement import agreement_scale
-from w2vdist.train.sgns_reference import stretched
+from w2vdist.train.stretch import stretched_coefficients
 from w2vdist.train.types import (LOSS_SAMPLE, LaunchResult, ShardSum, WindowLaunch, WindowRule, context_slot,
                                  draw_slots)
 
@@ -105,14 +105,15 @@ def _batch_windows(launch: WindowLaunch, first: int, stop: int, alias_threshold:
 def _step(input_columns: torch.Tensor, output_columns: torch.Tensor, windows: _Windows, first: int,
           shards: ShardSum, stretch: int = 1) -> LaunchResult:
     """Steps 2 to 5 of the module's docstring for one batch (`first`: its first center's index in the launch),
-    each window's coefficients stretched to `stretch` copies (sgns_reference.stretched); the rows' squared norms
-    it needs are summed over the shards in the dots' all-reduce."""
+    each window's coefficients stretched to `stretch` copies (stretch.stretched_coefficients); the rows' squared
+    norms it needs are summed over the shards in the dots' all-reduce."""
     if not len(windows.window):  # no center of the batch has a context: the same on every shard
         return LaunchResult(0, 0.0, 0)
     rows_in = input_columns[windows.contexts]                                    # [n, c]
     rows_out = output_columns[windows.targets]                                   # [n, 1 + K, c]
     dots = torch.einsum("nc,nkc->nk", rows_in, rows_out)
-    pairs, targets = dots.shape
+    targets = dots.shape[1]
+    in_squares = out_squares = None
     if stretch > 1:
         sums = torch.cat([dots, rows_in.pow(2).sum(1, keepdim=True), rows_out.pow(2).sum(2)], dim=1).contiguous()
         shards.sum_(sums)
@@ -124,9 +125,7 @@ def _step(input_columns: torch.Tensor, output_columns: torch.Tensor, windows: _W
     labels[:, 0] = 1.0
     lr = windows.lr.unsqueeze(1)
     g = (labels - torch.sigmoid(dots)) * lr * windows.active
-    g_in = g_out = g
-    if stretch > 1:
-        g_in, g_out = stretched(g, dots, lr, windows.active, in_squares, out_squares, stretch)
+    g_in, g_out = stretched_coefficients(g, dots, lr, windows.active, in_squares, out_squares, stretch)
     width = rows_in.shape[1]
     active = windows.active.reshape(-1)
     input_update = _RowUpdates.of(windows.contexts, windows.window, windows.centers,

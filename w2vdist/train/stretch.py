@@ -1,5 +1,6 @@
 """The stretched update: an update made to reach as far as R copies of it, taken one after the other, would. Its
-arithmetic only, shared by the reference (sgns_reference.stretched), the kernels and the sharded step.
+arithmetic only: the torch form here, for the reference (sgns_reference.py) and the sharded step; the
+numba and Triton kernels compute the same per pair.
 
 A pair's update, g = (label - sigmoid(dot)) x lr along each row's partner, moves both rows and so contracts the
 error of the pair's dot by h = lr x sigmoid'(dot) x (|in|^2 + |out|^2), on the pair's quadratic model. An output
@@ -31,3 +32,18 @@ def stretch_torch(contraction: torch.Tensor, copies: int) -> torch.Tensor:
     exact = -torch.expm1(copies * torch.log1p(-h)) / h.clamp_min(SERIES_BELOW)
     series = copies - copies * (copies - 1) / 2 * h + copies * (copies - 1) * (copies - 2) / 6 * h * h
     return torch.where(h < SERIES_BELOW, series, exact).to(torch.float32)
+
+
+def stretched_coefficients(g: torch.Tensor, dots: torch.Tensor, lr: float | torch.Tensor, active: torch.Tensor,
+                           in_squares: torch.Tensor | None, out_squares: torch.Tensor | None,
+                           copies: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The coefficients [n, 1 + K] of a window's updates of its input rows and of its output rows, g stretched to
+    `copies` copies by each update's contraction: an output row's by its pair's, h = lr sigmoid'(dot)
+    (|in|^2 + |out|^2); an input row's by the sum of its pairs' over its targets. `in_squares` [n, 1] and
+    `out_squares` [n, 1 + K]: the squared norms of the input rows and of the targets' output rows (unused, and
+    may be None, with one copy). One copy: g, g."""
+    if copies == 1:
+        return g, g
+    pair_contraction = torch.sigmoid(dots) * torch.sigmoid(-dots) * lr * active * (in_squares + out_squares)
+    return (g * stretch_torch(pair_contraction.sum(1, keepdim=True), copies),
+            g * stretch_torch(pair_contraction, copies))
