@@ -56,7 +56,7 @@ def replica(rank: int, port: int, vocab: int, dim: int, changed: float) -> None:
     phases.append(time.perf_counter())
     dist.all_reduce(packed)
     phases.append(time.perf_counter())
-    sync_numba.apply_rows(table, synced, rows, packed, squares, 0.5, 1.5)
+    sync_numba.apply_rows(table, synced, rows, packed, squares, torch.full((vocab,), 0.5), 1.5)
     phases.append(time.perf_counter())
     if rank == 0:
         ms = [1e3 * (b - a) for a, b in zip(phases, phases[1:])]

@@ -43,8 +43,10 @@ def simulate(run_dir: Path, replicas: int, rule: str, epochs: int, overrides: li
     vocab = read_vocabulary(RunDir(run_dir).vocab)
     start = Tables.initial(plan.vocab_size, settings.dim, settings.seed, torch.device("cpu"))
     tables = [Tables(start.input.clone(), start.output.clone()) for _ in range(replicas)]
-    engines = [Engine(t, vocab.column("count").to_numpy(), settings, plan.window, "numba", 1,
-                      ShardGroup(0, [0], settings.dim)) for t in tables]
+    counts = vocab.column("count").to_numpy()
+    copies = plan.update_copies(counts)
+    engines = [Engine(t, counts, settings, plan.window, "numba", 1, ShardGroup(0, [0], settings.dim), copies)
+               for t in tables]
     source = CorpusSource(list(plan.input_files[0]), 1 << 34, torch.device("cpu"))
     for epoch in range(epochs):
         layout = EpochLayout(list(plan.input_rows[0]), epoch, settings.seed, plan.rows_per_block[0], replicas,
@@ -57,19 +59,21 @@ def simulate(run_dir: Path, replicas: int, rule: str, epochs: int, overrides: li
                                                   _learning_rate(settings, epoch + layout.progress(block.index)),
                                                   _learning_rate(settings, epoch + layout.progress(block.index + 1)))
             if replicas > 1:
-                combine(synced, tables, rule)
+                combine(synced, tables, rule, None if copies is None else torch.from_numpy(copies))
     return score(keyed_vectors(vocab.column("word").to_pylist(), tables[0].input.numpy()))
 
 
-def combine(synced, tables, rule: str) -> None:
+def combine(synced, tables, rule: str, copies) -> None:
     """Every replica's tables become the rule's combination, with the sync's own kernels (replicas.py,
-    sync_numba.py); the sum over replicas that the all-reduce makes is a Python sum here."""
+    sync_numba.py); the sum over replicas that the all-reduce makes is a Python sum here. `copies`: the rows'
+    (plan.update_copies), or None."""
     import torch
 
     from w2vdist.train.agreement import rule_scale
     from w2vdist.train.sync_numba import apply_rows, change_squares, pack_changes
 
-    floor, step = rule_scale(rule, len(tables))
+    floor, step = rule_scale(rule, len(tables), copies)
+    floors = torch.as_tensor(floor, dtype=torch.float32).expand(len(synced.input)).contiguous()
     for name in ("input", "output"):
         old, replicas = getattr(synced, name), [getattr(t, name) for t in tables]
         own_squares = torch.zeros(len(old))
@@ -83,7 +87,7 @@ def combine(synced, tables, rule: str) -> None:
             packed = torch.empty_like(summed)
             pack_changes(table, old, rows, packed)
             summed += packed
-        apply_rows(replicas[0], old, rows, summed, own_squares, floor, step)
+        apply_rows(replicas[0], old, rows, summed, own_squares, floors, step)
         for table in replicas[1:]:
             table.copy_(replicas[0])
 

@@ -17,6 +17,7 @@ from w2vdist.train.replicas import (ReplicaGroup, apply_rows_torch, change_squar
                                     worker_groups)
 
 ROWS, DIM = 6, 4
+COPIES = torch.tensor([1, 2, 2, 1, 2, 1], dtype=torch.int32)  # the rows' copies of sync_rule=stretched
 
 
 def _changes(replicas: int) -> np.ndarray:
@@ -41,7 +42,7 @@ def _replica(rank: int, replicas: int, port: int, rule: str, results) -> None:
     try:
         tables = _start()
         _, group, _ = worker_groups(1, DIM, rule)
-        group.start(tables)
+        group.start(tables, COPIES if rule == "stretched" else None)
         change = torch.from_numpy(_changes(replicas)[rank])
         tables.input.add_(change)
         tables.output.add_(2 * change)
@@ -54,7 +55,9 @@ def _replica(rank: int, replicas: int, port: int, rule: str, results) -> None:
 def _expected(rule: str, start: np.ndarray, changes: np.ndarray) -> np.ndarray:
     replicas = len(changes)
     total = changes.sum(0)
-    if rule in ("average", "stretched"):  # stretched: the kernels stretched the updates; the sync averages
+    if rule == "stretched":  # the kernels stretched row w's updates to k_w copies; the sync divides by k_w
+        return start + total / COPIES.numpy()[:, None]
+    if rule == "average":
         return start + total / replicas
     if rule == "changes":
         return start + total
@@ -88,14 +91,15 @@ def test_two_replicas_sync_by_the_rule(rule):
         np.testing.assert_array_equal(moved[5], 0.0)
 
 
-@pytest.mark.parametrize("rule", ["agreement", "changes", "average"])
+@pytest.mark.parametrize("rule", ["stretched", "agreement", "changes", "average"])
 def test_the_compiled_sync_arithmetic_equals_the_torch_reference(rule):
     """sync_numba (CPUs) against replicas.py's torch functions (the reference, and the GPU's way), on the rows of
     _changes (one replica's, agreeing, cancelling, unrelated and unchanged rows) with three replicas' sum, and a
     change too small for its square (a float32 underflow) that must still count as a change."""
     start, changes = _start().input, torch.from_numpy(_changes(3))
     start[5, 0], changes[0, 5, 0] = 0.0, 1e-30
-    floor, step = rule_scale(rule, 3)
+    floor, step = rule_scale(rule, 3, COPIES)
+    floors = torch.as_tensor(floor, dtype=torch.float32).expand(ROWS).contiguous()
     results = []
     for change_squares, pack_changes, apply_rows in (
             (change_squares_torch, pack_changes_torch, apply_rows_torch),
@@ -110,7 +114,7 @@ def test_the_compiled_sync_arithmetic_equals_the_torch_reference(rule):
         np.testing.assert_allclose(packed, (table - start)[rows])
         packed += changes[1:, rows].sum(0)                          # the all-reduce
         before = table[4].clone()
-        apply_rows(table, synced, rows, packed, own_squares, floor, step)
+        apply_rows(table, synced, rows, packed, own_squares, floors, step)
         assert torch.equal(table[rows], synced[rows]) and torch.equal(table[4], before)
         results.append((squares, table))
     np.testing.assert_allclose(results[1][0], results[0][0], rtol=1e-6)

@@ -11,7 +11,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from tests.test_train import one_thread, tiny_launch  # noqa: F401 (one_thread: an autouse fixture)
-from tests.train_fixtures import build_run_dir, free_port
+from tests.train_fixtures import build_run_dir, cyclic_copies, free_port
 from w2vdist.rundir import RunDir
 from w2vdist.synth import WORDS, proximity_language
 from w2vdist.train import loop, sgns_reference, sgns_sharded
@@ -34,7 +34,7 @@ def _start_tables(dim: int) -> tuple[torch.Tensor, torch.Tensor]:
 @pytest.mark.parametrize("shared,stretch", [(True, 1), (False, 1), (False, 8)])
 def test_batches_of_one_center_are_the_reference_rule(shared, stretch):
     launch, threshold, alias = tiny_launch(tokens=600)
-    rule = WindowRule(4, 5, shared, stretch)
+    rule = WindowRule(4, 5, shared, cyclic_copies(VOCAB, stretch))
     start_in, start_out = _start_tables(16)
     if stretch > 1:  # rows long enough for the stretched factors to spread between 1 and `stretch`
         start_in, start_out = start_in * 16, start_out * 16
@@ -77,8 +77,9 @@ RULES = [(True, 1), (False, 1), (False, 3)]
 
 def _train(tables, group, rule: tuple[bool, int]):
     launch, threshold, alias = tiny_launch(tokens=12_000, vocab=VOCAB)
-    return sgns_sharded.train_windows(*tables, launch, threshold, alias, WindowRule(5, 5, *rule), 0.025, 0.0,
-                                      group)
+    shared, stretch = rule
+    return sgns_sharded.train_windows(*tables, launch, threshold, alias,
+                                      WindowRule(5, 5, shared, cyclic_copies(VOCAB, stretch)), 0.025, 0.0, group)
 
 
 def _shard(rank: int, shards: int, port: int, dim: int, results) -> None:

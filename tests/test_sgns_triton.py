@@ -29,6 +29,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
+from tests.train_fixtures import cyclic_copies  # noqa: E402
 from w2vdist import random_streams  # noqa: E402
 from w2vdist.train import sgns_reference  # noqa: E402
 from w2vdist.train.corpus_windows import build_launch  # noqa: E402
@@ -186,7 +187,7 @@ def test_draws_are_random_streams_bit_for_bit():
 def test_one_part_updates_the_tables_as_the_reference(dim, window, negative, shared, stretch):
     launch, threshold, alias = small_launch(parts=1)
     assert 90 <= launch.centers <= 130
-    rule = WindowRule(window=window, negative=negative, shared_negatives=shared, stretch=stretch)
+    rule = WindowRule(window=window, negative=negative, shared_negatives=shared, copies=cyclic_copies(VOCAB, stretch))
     # stretched steps reach further: a smaller learning rate keeps them short of the 50-word language's divergence
     assert_same(*run_both(launch, threshold, alias, rule, dim, lr=(0.2, 0.05) if stretch == 1 else (0.1, 0.05)))
 

@@ -20,10 +20,12 @@ import pytest
 import torch
 from scipy import stats
 
-from tests.train_fixtures import assert_topics_learned, build_run_dir, read_vectors, two_topic_sentences
+from tests.train_fixtures import (assert_topics_learned, build_run_dir, cyclic_copies, read_vectors,
+                                  two_topic_sentences)
 from w2vdist import random_streams
 from w2vdist.cli import main as cli_main
 from w2vdist.config import load_config
+from w2vdist.datasets import read_vocabulary
 from w2vdist.errors import ConfigError, RunDirError
 from w2vdist.preprocess.pairs import draw_pairs
 from w2vdist.preprocess.subsample import keep_probabilities, keep_thresholds
@@ -38,6 +40,7 @@ from w2vdist.train.local import main as local_main
 from w2vdist.train.loop import _learning_rate
 from w2vdist.train.noise import NoiseTable
 from w2vdist.train.plan import build_plan, train_settings
+from w2vdist.train.stretch import row_copies
 from w2vdist.train.types import WindowRule
 
 REPO = Path(__file__).resolve().parents[1]
@@ -147,7 +150,7 @@ def test_the_numba_kernel_equals_the_reference(shared, stretch, dim):
     # with stretch: rows of squared norm ~dim / 12, so that the stretched updates (stretch.py) reach well beyond one
     start_in = (torch.rand((50, dim), generator=generator) - 0.5) / (1 if stretch > 1 else dim)
     start_out = (torch.rand((50, dim), generator=generator) - 0.5) / (1 if stretch > 1 else dim)
-    rule = WindowRule(4, 5, shared, stretch)
+    rule = WindowRule(4, 5, shared, cyclic_copies(50, stretch))
     ref_in, ref_out = start_in.clone(), start_out.clone()
     expected = sgns_reference.train_windows(ref_in, ref_out, launch, threshold, alias, rule, 0.025, 0.02)
     got_in, got_out = start_in.clone(), start_out.clone()
@@ -161,21 +164,24 @@ def test_the_numba_kernel_equals_the_reference(shared, stretch, dim):
 
 @pytest.mark.parametrize("kernel", [sgns_reference, sgns_numba])
 def test_stretched_steps_that_barely_contract_their_rows_add_up(kernel):
-    """With a tiny learning rate every update contracts its row by next to nothing, so R copies of it add up: the
-    stretched launch moves both tables R times as far as word2vec's (first order in lr; a large vocabulary, so that
-    few updates meet on one row)."""
+    """With a tiny learning rate every update contracts its row by next to nothing, so k copies of it add up: the
+    stretched launch moves each row of both tables its k times as far as word2vec's (first order in lr; a large
+    vocabulary, so that few updates meet on one row)."""
     launch, threshold, alias = tiny_launch(vocab=2000, tokens=300)
     generator = torch.Generator().manual_seed(5)
     start_in = torch.rand((2000, 16), generator=generator) - 0.5
     start_out = torch.rand((2000, 16), generator=generator) - 0.5
+    copies = cyclic_copies(2000, 8)
     moved = []
-    for stretch in (1, 8):
+    for rule in (WindowRule(4, 5, False), WindowRule(4, 5, False, copies)):
         tables = start_in.clone(), start_out.clone()
-        kernel.train_windows(*tables, launch, threshold, alias, WindowRule(4, 5, False, stretch), 1e-4, 1e-4)
+        kernel.train_windows(*tables, launch, threshold, alias, rule, 1e-4, 1e-4)
         moved.append([tables[0] - start_in, tables[1] - start_out])
+    expected_factor = copies.unsqueeze(1).float()
     for plain, stretched in zip(*moved):
         assert plain.abs().max() > 0
-        assert (stretched - 8 * plain).norm() < 0.01 * (8 * plain).norm()
+        assert (stretched - expected_factor * plain).norm() < 0.01 * (expected_factor * plain).norm()
+        assert (stretched - 8 * plain).norm() > 0.1 * (8 * plain).norm()  # the rows' own copies, not the most
 
 
 def test_one_window_is_the_sgns_gradient_step():
@@ -223,10 +229,10 @@ def test_the_numba_pair_kernel_equals_the_reference(stretch):
     start_in, start_out = torch.rand((40, 12)) - 0.5, torch.rand((40, 12)) - 0.5
     ref_in, ref_out = start_in.clone(), start_out.clone()
     expected = sgns_reference.train_pairs(ref_in, ref_out, centers, contexts, keys, rows, threshold, alias, 4,
-                                          0.03, 0.01, stretch)
+                                          0.03, 0.01, cyclic_copies(40, stretch))
     got_in, got_out = start_in.clone(), start_out.clone()
     result = sgns_numba.train_pairs(got_in, got_out, centers, contexts, keys, rows, threshold, alias, 4, 0.03,
-                                    0.01, [0, 500], stretch=stretch)
+                                    0.01, [0, 500], copies=cyclic_copies(40, stretch))
     assert result.pairs == expected.pairs == 500 and result.loss_sum == pytest.approx(expected.loss_sum, rel=1e-5)
     torch.testing.assert_close(got_in, ref_in, atol=1e-6, rtol=1e-5)
     torch.testing.assert_close(got_out, ref_out, atol=1e-6, rtol=1e-5)
@@ -345,6 +351,26 @@ def test_resume_with_other_result_settings_is_refused(tmp_path):
                                   {"out": str(run)}))
     assert stage.check_resumable(plan, run / "train" / "checkpoints-local").is_dir()
     assert "sync_rule" in dataclasses.replace(plan.settings, num_workers=2).result_settings()
+
+
+def test_the_plan_gives_rows_copies_only_to_replicas_that_stretch_their_updates(tmp_path):
+    """plan.update_copies: stretch.row_copies of the run's vocabulary, corpus words, sync_every and replicas with
+    sync_rule=stretched and several replicas; word2vec's rule (None) for one worker or another rule."""
+    run = build_run_dir(tmp_path / "run", two_topic_sentences(count=300))
+    counts = read_vocabulary(RunDir(run).vocab).column("count").to_numpy()
+
+    def plan(*settings):
+        return build_plan(load_config([], [*SMALL, *settings], {"out": str(run)}))
+
+    assert plan().update_copies(counts) is None
+    assert plan("num_workers=4", "sync_rule=average").update_copies(counts) is None
+    stretched = plan("num_workers=4", "sync_every=2000")
+    copies = stretched.update_copies(counts)
+    raw_tokens = int(json.loads((run / "manifest.json").read_text())["stages"]["preprocess"]["stats"]["raw_tokens"])
+    assert copies.tolist() == row_copies(counts, stretched.settings.sample, 2000, raw_tokens, 4).tolist()
+    assert 1 <= copies.min() < copies.max() <= 4 and np.all(np.diff(copies) <= 0)  # the vocabulary: by count
+    # rounds longer than the corpus: every replica meets every word many times, so every row gets 4
+    assert plan("num_workers=4", "sync_every=100000").update_copies(counts).tolist() == [4] * len(counts)
 
 
 # --- bad input ---------------------------------------------------------------------------------------------------

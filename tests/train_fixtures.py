@@ -95,6 +95,14 @@ def assert_topics_learned(words: list[str], vectors: np.ndarray) -> None:
         assert sum(topic[n] == topic[word] for n in nearest) >= 4, (word, nearest)
 
 
+def cyclic_copies(vocab: int, most: int):
+    """Rows' copies for stretched updates (stretch.py): 1..most by row id, so that rows of every count meet in a
+    window; None (not stretched) for most = 1."""
+    import torch
+
+    return None if most == 1 else torch.arange(vocab, dtype=torch.int32) % most + 1
+
+
 def free_port() -> int:
     """A free TCP port on loopback, for a test's own gloo process group."""
     with socket.socket() as probe:

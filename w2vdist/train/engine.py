@@ -87,14 +87,15 @@ class Tables:
 
 class Engine:
     def __init__(self, tables: Tables, counts: np.ndarray, settings: TrainSettings, window: int, kernel: str,
-                 threads: int, shards: ShardSum):
+                 threads: int, shards: ShardSum, copies: np.ndarray | None = None):
         device = tables.input.device
         self.tables = tables
         self.shards = shards
         self.settings = settings
         self.kernel = kernel
         self.threads = threads
-        self.rule = WindowRule(window, settings.negative, settings.shared_negatives, settings.update_stretch)
+        self.rule = WindowRule(window, settings.negative, settings.shared_negatives,
+                               None if copies is None else torch.from_numpy(copies).to(device))
         noise = NoiseTable.from_counts(counts)
         self.alias_threshold = torch.from_numpy(noise.threshold).to(device)
         self.alias = torch.from_numpy(noise.alias).to(device)
@@ -141,14 +142,14 @@ class Engine:
             parts = np.linspace(0, len(block.centers), self.threads * PARTS_PER_THREAD + 1).round().astype(int)
             return sgns_numba.train_pairs(tables.input, tables.output, block.centers, block.contexts, pair_keys,
                                           pair_rows, self.alias_threshold, self.alias, negative, lr_start, lr_end,
-                                          parts.tolist(), self.threads, self.rule.stretch)
+                                          parts.tolist(), self.threads, self.rule.copies)
         if self.kernel == "triton":
             raise ConfigError("pair_source=pairs has no GPU kernel: train on GPUs with pair_source=corpus")
         from w2vdist.train import sgns_reference
 
         return sgns_reference.train_pairs(tables.input, tables.output, block.centers, block.contexts, pair_keys,
                                           pair_rows, self.alias_threshold, self.alias, negative, lr_start, lr_end,
-                                          self.rule.stretch)
+                                          self.rule.copies)
 
     def _parts(self, tokens: int) -> int:
         if self.kernel == "numba":

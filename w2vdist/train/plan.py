@@ -14,11 +14,13 @@ import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from w2vdist.config import Config
 from w2vdist.datasets import read_vocabulary, scan_corpus, scan_pairs
 from w2vdist.errors import ConfigError, RunDirError
 from w2vdist.rundir import RunDir
 from w2vdist.train.replicas import ReplicaGroup
+from w2vdist.train.stretch import row_copies
 from w2vdist.train.types import TrainSettings, shard_columns
 
 log = logging.getLogger("w2vdist.train")
@@ -47,6 +49,14 @@ class TrainPlan:
     def epoch_input(self, epoch: int) -> int:
         """Which input list epoch `epoch` reads: corpus/, or pairs draw epoch mod pair_draws."""
         return epoch % len(self.input_files)
+
+    def update_copies(self, counts: np.ndarray) -> np.ndarray | None:
+        """With sync_rule=stretched and several replicas, each row's k (stretch.row_copies) from the vocabulary's
+        counts; else None (word2vec's rule)."""
+        settings = self.settings
+        if settings.update_stretch == 1:
+            return None
+        return row_copies(counts, settings.sample, settings.sync_every, self.raw_tokens, settings.update_stretch)
 
     def blocks_per_replica(self, epoch: int) -> int:
         """Blocks each replica trains between two syncs: sync_every words over all replicas."""

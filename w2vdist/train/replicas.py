@@ -14,10 +14,12 @@ one all-reduce of each row's squared change since the last sync, which tells eve
 replica changed, then one all-reduce per table of just those rows' changes, combined by the rule of setting
 `sync_rule`:
 
-    stretched (default) the mean of the replicas' tables, as `average`; but each replica has taken every update
-              stretched to the reach of R copies of it taken one after the other (stretch.py, in the kernels): a
-              row that few updates touch moves as if the R replicas' updates had been added, as with `changes`, and
-              a row that each replica's updates settle moves to where they settle it, as with `average`
+    stretched (default) row w moves by the sum of the replicas' changes divided by k_w, its copies: each replica
+              has taken every update of the row stretched to the reach of k_w copies of it taken one after the
+              other (stretch.py, in the kernels). k_w is R for a word that every replica meets many times in a
+              round (the mean of the replicas' tables, as `average`), 1 for one met once. A row that few updates
+              touch moves as if the R replicas' updates had been added, as with `changes`, and a row that each
+              replica's updates settle moves to where they settle it, as with `average`
     changes   every replica's tables become the tables of the last sync plus the sum of every replica's change
               since then: each replica's words count fully, as if the replicas had trained one after the other
               on tables a round old
@@ -93,10 +95,10 @@ def pack_changes_torch(table: torch.Tensor, synced: torch.Tensor, rows: torch.Te
 
 
 def apply_rows_torch(table: torch.Tensor, synced: torch.Tensor, rows: torch.Tensor, summed: torch.Tensor,
-                     own_squares: torch.Tensor, floor: float, step: float) -> None:
+                     own_squares: torch.Tensor, floors: torch.Tensor, step: float) -> None:
     """Row rows[i] of both tables becomes synced + agreement_scale x summed[i] (every replica's change to it added
-    up; own_squares[rows[i]] the sum of their squared norms)."""
-    scale = agreement_scale(own_squares[rows], torch.linalg.vector_norm(summed, dim=1).square_(), floor, step)
+    up; own_squares[rows[i]] the sum of their squared norms; the floor of row r floors[r])."""
+    scale = agreement_scale(own_squares[rows], torch.linalg.vector_norm(summed, dim=1).square_(), floors[rows], step)
     moved = synced[rows] + scale.unsqueeze(1) * summed
     table[rows] = moved
     synced[rows] = moved
@@ -137,12 +139,18 @@ class ReplicaGroup:
         self._synced: Tables | None = None    # the tables at the last sync, the same on every replica
         self._packed: torch.Tensor | None = None
         self._kernels = None                  # (change_squares, pack_changes, apply_rows) for the tables' device
+        self._floors: torch.Tensor | None = None  # each row's floor of the rule's scale
+        self._step = 0.0
 
-    def start(self, tables: Tables) -> None:
-        """Remember the tables every replica starts from (identical on all: seeded, or a checkpoint)."""
+    def start(self, tables: Tables, copies: torch.Tensor | None = None) -> None:
+        """Remember the tables every replica starts from (identical on all: seeded, or a checkpoint), and the rows'
+        copies of sync_rule=stretched (stretch.row_copies, on the tables' device)."""
         if self.replicas == 1:
             return
         self._synced = Tables(tables.input.clone(), tables.output.clone())
+        floor, self._step = rule_scale(self.rule, self.replicas, copies)
+        self._floors = torch.as_tensor(floor, dtype=tables.input.dtype, device=tables.input.device).expand(
+            len(tables.input)).contiguous()
         if tables.input.device.type == "cpu":
             from w2vdist.train import sync_numba
 
@@ -169,14 +177,13 @@ class ReplicaGroup:
         arrived = time.perf_counter()
         dist.all_reduce(own_squares, group=self.group)  # the same on every replica: so are the rows chosen below
         waited = time.perf_counter() - arrived
-        floor, step = rule_scale(self.rule, self.replicas)
         sent = own_squares.numel()
         for (table, synced), part in zip(pairs, squares):
             rows = torch.nonzero(part).squeeze(1)
             packed = self._buffer(len(rows), table)
             pack_changes(table, synced, rows, packed)
             dist.all_reduce(packed, group=self.group)
-            apply_rows(table, synced, rows, packed, part, floor, step)
+            apply_rows(table, synced, rows, packed, part, self._floors, self._step)
             sent += packed.numel()
         t = self.totals
         self.totals = SyncTotals(t.syncs + 1, t.seconds + time.perf_counter() - started, t.wait_seconds + waited,

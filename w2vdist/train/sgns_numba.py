@@ -113,12 +113,13 @@ def _square(row):  # pragma: no cover - compiled
 
 
 @njit(inline="always", fastmath=_FASTMATH)
-def _stretch(contraction, copies):  # pragma: no cover - compiled
+def _stretch(contraction, copies, most):  # pragma: no cover - compiled
     """stretch.stretch_torch for one contraction h: (1 - (1 - h)^R) / h as the sum of (1 - h)^i for i < R, by
     Horner's rule (R - 1 multiply-adds of positive terms: nothing cancels); in float64 from a closed form for R
-    beyond GEOMETRIC_COPIES."""
+    beyond GEOMETRIC_COPIES. `most`: the largest R of the launch; the loop always runs most - 1 steps and takes
+    the last R - 1, a select and no branch, as rows' R differ from one pair to the next."""
     h = min(max(contraction, np.float32(0.0)), np.float32(MAX_CONTRACTION))
-    if copies > GEOMETRIC_COPIES:
+    if most > GEOMETRIC_COPIES:
         h64 = np.float64(h)
         if h64 < SERIES_BELOW:
             return np.float32(copies - copies * (copies - 1) / 2 * h64
@@ -126,8 +127,10 @@ def _stretch(contraction, copies):  # pragma: no cover - compiled
         return np.float32(-math.expm1(copies * math.log1p(-h64)) / h64)
     kept = np.float32(1.0) - h
     total = np.float32(1.0)
-    for _ in range(copies - 1):
-        total = np.float32(1.0) + kept * total
+    skipped = most - copies
+    for step in range(most - 1):
+        grown = np.float32(1.0) + kept * total
+        total = grown if step >= skipped else total
     return total
 
 
@@ -165,10 +168,12 @@ def _draw_ahead(drawn, out, words, positions, word_chunk, chunk_key, c, slots, w
 
 @njit(nogil=True, fastmath=_FASTMATH, cache=True, boundscheck=False)
 def train_part(inp, out, words, positions, word_chunk, chunk_start, chunk_end, chunk_key, first, last, total,
-               alias_threshold, alias, slots, window, negative, shared, stretch, lr_start, lr_end,
+               alias_threshold, alias, slots, window, negative, shared, copies, lr_start, lr_end,
                loss_sample):  # pragma: no cover
-    """Train centers first..last-1 of a launch of `total` centers, each update stretched to `stretch` copies
-    (stretch.py; 1: word2vec's rule); returns (pairs, loss_sum, loss_pairs)."""
+    """Train centers first..last-1 of a launch of `total` centers, each update of row w stretched to copies[w]
+    copies (stretch.py; `copies` empty: word2vec's rule); returns (pairs, loss_sum, loss_pairs)."""
+    stretching = copies.shape[0] > 0
+    most = copies.max() if stretching else 1
     dim = inp.shape[1]
     vocab = np.uint64(alias.shape[0])
     slots = np.uint64(slots)
@@ -219,7 +224,7 @@ def train_part(inp, out, words, positions, word_chunk, chunk_start, chunk_end, c
         sampled = i % loss_sample == 0
         for a in range(n):
             row_in = inp[contexts[a]]
-            in_square = _square(row_in) if stretch > 1 else np.float32(0.0)
+            in_square = _square(row_in) if stretching else np.float32(0.0)
             in_contraction = np.float32(0.0)
             for k in range(targets_per):
                 target = targets[a, k]
@@ -227,10 +232,10 @@ def train_part(inp, out, words, positions, word_chunk, chunk_start, chunk_end, c
                     coefficient[a, k] = 0.0
                     out_coefficient[a, k] = 0.0
                     continue
-                if stretch > 1:
+                if stretching:
                     g, signed, sigmoid, out_square = _coefficient_and_square(row_in, out[target], k == 0, lr)
                     pair = lr * sigmoid * (np.float32(1.0) - sigmoid) * (in_square + out_square)
-                    out_coefficient[a, k] = g * _stretch(pair, stretch)
+                    out_coefficient[a, k] = g * _stretch(pair, copies[target], most)
                     in_contraction += pair
                 else:
                     g, signed, sigmoid = _coefficient(row_in, out[target], k == 0, lr)
@@ -238,8 +243,8 @@ def train_part(inp, out, words, positions, word_chunk, chunk_start, chunk_end, c
                 coefficient[a, k] = g
                 if sampled:
                     loss_sum += _loss(signed)
-            if stretch > 1:
-                in_stretch[a] = _stretch(in_contraction, stretch)
+            if stretching:
+                in_stretch[a] = _stretch(in_contraction, copies[contexts[a]], most)
         if sampled:
             loss_pairs += n
         pairs += n
@@ -260,8 +265,11 @@ def train_part(inp, out, words, positions, word_chunk, chunk_start, chunk_end, c
 
 @njit(nogil=True, fastmath=_FASTMATH, cache=True, boundscheck=False)
 def train_pair_part(inp, out, centers, contexts, pair_keys, pair_rows, first, last, total, alias_threshold, alias,
-                    negative, stretch, lr_start, lr_end, loss_sample):  # pragma: no cover - compiled
-    """sgns_reference.train_pairs for pairs first..last-1 of a launch of `total`; returns (pairs, loss, loss pairs)."""
+                    negative, copies, lr_start, lr_end, loss_sample):  # pragma: no cover - compiled
+    """sgns_reference.train_pairs for pairs first..last-1 of a launch of `total`, `copies` as in train_part; returns
+    (pairs, loss, loss pairs)."""
+    stretching = copies.shape[0] > 0
+    most = copies.max() if stretching else 1
     dim = inp.shape[1]
     vocab = np.uint64(alias.shape[0])
     targets = np.empty(negative + 1, np.int64)
@@ -281,7 +289,7 @@ def train_pair_part(inp, out, centers, contexts, pair_keys, pair_rows, first, la
         sampled = i % loss_sample == 0
         for d in range(dim):
             grad[d] = 0.0
-        in_square = _square(row_in) if stretch > 1 else np.float32(0.0)
+        in_square = _square(row_in) if stretching else np.float32(0.0)
         in_contraction = np.float32(0.0)
         for k in range(negative + 1):
             target = targets[k]
@@ -289,10 +297,10 @@ def train_pair_part(inp, out, centers, contexts, pair_keys, pair_rows, first, la
                 coefficient[k] = 0.0
                 continue
             row_out = out[target]
-            if stretch > 1:
+            if stretching:
                 g, signed, sigmoid, out_square = _coefficient_and_square(row_in, row_out, k == 0, lr)
                 pair = lr * sigmoid * (np.float32(1.0) - sigmoid) * (in_square + out_square)
-                coefficient[k] = g * _stretch(pair, stretch)
+                coefficient[k] = g * _stretch(pair, copies[target], most)
                 in_contraction += pair
             else:
                 g, signed, sigmoid = _coefficient(row_in, row_out, k == 0, lr)
@@ -305,7 +313,8 @@ def train_pair_part(inp, out, centers, contexts, pair_keys, pair_rows, first, la
         for k in range(negative + 1):
             if coefficient[k] != 0.0:
                 _add_scaled(out[targets[k]], coefficient[k], row_in)
-        _add_scaled(row_in, _stretch(in_contraction, stretch) if stretch > 1 else np.float32(1.0), grad)
+        in_factor = _stretch(in_contraction, copies[contexts[i]], most) if stretching else np.float32(1.0)
+        _add_scaled(row_in, in_factor, grad)
     return last - first, loss_sum, loss_pairs
 
 
@@ -332,15 +341,21 @@ def _run_parts(train, parts: list[int], threads: int) -> LaunchResult:
                         sum(r[2] for r in results))
 
 
+def _copies(copies) -> np.ndarray:
+    """The kernels' form of rule.copies: int32, empty for None (not stretched)."""
+    return np.empty(0, np.int32) if copies is None else np.ascontiguousarray(copies.numpy(), dtype=np.int32)
+
+
 def train_pairs(input_table, output_table, centers, contexts, pair_keys, pair_rows, alias_threshold, alias,
                 negative: int, lr_start: float, lr_end: float, parts: list[int], threads: int = 1,
-                stretch: int = 1) -> LaunchResult:
+                copies=None) -> LaunchResult:
     """sgns_reference.train_pairs on CPU tensors, the pairs cut into `parts` shared by `threads` threads."""
     arrays = [t.numpy() for t in (input_table, output_table, centers, contexts, pair_keys, pair_rows)]
     threshold, alias_np = alias_threshold.numpy(), alias.numpy()
     total = max(len(centers), 1)
+    copies_np = _copies(copies)
     return _run_parts(lambda first, last: train_pair_part(*arrays, first, last, total, threshold, alias_np,
-                                                          negative, stretch, lr_start, lr_end, LOSS_SAMPLE),
+                                                          negative, copies_np, lr_start, lr_end, LOSS_SAMPLE),
                       parts, threads)
 
 
@@ -351,8 +366,9 @@ def train_windows(input_table, output_table, launch: WindowLaunch, alias_thresho
                                   launch.chunk_start, launch.chunk_end, launch.chunk_key)]
     threshold, alias_np = alias_threshold.numpy(), alias.numpy()
     total = max(launch.centers, 1)
+    copies = _copies(rule.copies)
     return _run_parts(lambda first, last: train_part(*arrays, first, last, total, threshold, alias_np,
                                                      draw_slots(rule.window, rule.negative), rule.window,
-                                                     rule.negative, rule.shared_negatives, rule.stretch,
+                                                     rule.negative, rule.shared_negatives, copies,
                                                      lr_start, lr_end, LOSS_SAMPLE),
                       launch.parts.tolist(), threads)

@@ -13,9 +13,10 @@ a context word's input vector predicts the center's output vector). For center i
     g[j,k]   = (label_k - sigmoid(in[x_j] . out[t_jk])) * lr
     in[x_j]  += sum_k g[j,k] out[t_jk]         out[t_jk] += g[j,k] in[x_j]
 
-With rule.stretch = R > 1 (sync_rule=stretched, R replicas) each update is stretched to R copies of it
-(stretch.py) by its contraction: g[j,k] of out[t_jk] by h_jk = lr sigmoid'(dot_jk) (|in[x_j]|^2 + |out[t_jk]|^2),
-the update of in[x_j] by sum_k h_jk; all from the rows as they were before the window.
+With rule.copies (sync_rule=stretched, several replicas) each update of a row w is stretched to k_w = copies[w]
+copies of it (stretch.py) by its contraction: g[j,k] of out[t_jk] by h_jk = lr sigmoid'(dot_jk) (|in[x_j]|^2 +
+|out[t_jk]|^2) to k of t_jk, the update of in[x_j] by sum_k h_jk to k of x_j; all from the rows as they were
+before the window.
 
 Every dot of a window is taken before any of its updates, and updates to one row within a window add up. The
 loss, -log sigmoid(dot) for the label 1 and -log sigmoid(-dot) for noise, is summed over every LOSS_SAMPLE-th
@@ -40,6 +41,14 @@ def window_offsets(launch: WindowLaunch, i: int, window: int) -> list[int]:
     reach = int(random_streams.reach_torch(random_streams.bits_torch(key, torch.tensor(base)), window))
     start, end = int(launch.chunk_start[chunk]), int(launch.chunk_end[chunk])
     return [d for d in range(-reach, reach + 1) if d and start <= i + d < end]
+
+
+def _row_copies(copies: torch.Tensor | None, contexts: torch.Tensor,
+                targets: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """The copies of the input rows [n, 1] and of the output rows [n, 1 + K] a window updates; None, None without."""
+    if copies is None:
+        return None, None
+    return copies[contexts].unsqueeze(1), copies[targets]
 
 
 def train_windows(input_table: torch.Tensor, output_table: torch.Tensor, launch: WindowLaunch,
@@ -78,7 +87,7 @@ def train_windows(input_table: torch.Tensor, output_table: torch.Tensor, launch:
         lr = lr_start + (lr_end - lr_start) * i / total
         g = (labels - torch.sigmoid(dots)) * lr * active
         g_in, g_out = stretched_coefficients(g, dots, lr, active, rows_in.pow(2).sum(1, keepdim=True),
-                                             rows_out.pow(2).sum(2), rule.stretch)
+                                             rows_out.pow(2).sum(2), *_row_copies(rule.copies, contexts, targets))
         input_table.index_add_(0, contexts, torch.einsum("nk,nkd->nd", g_in, rows_out).to(input_table.dtype))
         output_table.index_add_(0, targets.reshape(-1),
                                 (g_out.unsqueeze(-1) * rows_in.unsqueeze(1)).reshape(-1, rows_in.shape[1])
@@ -94,10 +103,10 @@ def train_windows(input_table: torch.Tensor, output_table: torch.Tensor, launch:
 def train_pairs(input_table: torch.Tensor, output_table: torch.Tensor, centers: torch.Tensor,
                 contexts: torch.Tensor, pair_keys: torch.Tensor, pair_rows: torch.Tensor,
                 alias_threshold: torch.Tensor, alias: torch.Tensor, negative: int,
-                lr_start: float, lr_end: float, stretch: int = 1) -> LaunchResult:
+                lr_start: float, lr_end: float, copies: torch.Tensor | None = None) -> LaunchResult:
     """The same rule for pair_source=pairs, one (center, context) pair at a time: the context's input vector
     predicts the center's output vector against `negative` noise words, draws row * negative + k of the pair's
-    key; lr linear over the launch's pairs."""
+    key; lr linear over the launch's pairs. `copies`: as rule.copies of train_windows."""
     total = len(centers)
     loss_sum, loss_pairs = 0.0, 0
     for i in range(total):
@@ -116,7 +125,7 @@ def train_pairs(input_table: torch.Tensor, output_table: torch.Tensor, centers: 
         g = (labels - torch.sigmoid(dots)) * lr * active
         g_in, g_out = stretched_coefficients(g.unsqueeze(0), dots.unsqueeze(0), lr, active.unsqueeze(0),
                                              row_in.pow(2).sum().reshape(1, 1), rows_out.pow(2).sum(1).unsqueeze(0),
-                                             stretch)
+                                             *_row_copies(copies, torch.tensor([context]), targets.unsqueeze(0)))
         input_table[context] += (g_in[0] @ rows_out).to(input_table.dtype)
         output_table.index_add_(0, targets, (g_out[0].unsqueeze(1) * row_in).to(output_table.dtype))
         if i % LOSS_SAMPLE == 0:

@@ -63,7 +63,7 @@ def train_windows(input_columns: torch.Tensor, output_columns: torch.Tensor, lau
     for first in range(0, launch.centers, batch_centers):
         stop = min(first + batch_centers, launch.centers)
         windows = _batch_windows(launch, first, stop, alias_threshold, alias, rule, lr_start, lr_end)
-        result += _step(input_columns, output_columns, windows, first, shards, rule.stretch)
+        result += _step(input_columns, output_columns, windows, first, shards, rule.copies)
     return result
 
 
@@ -103,18 +103,19 @@ def _batch_windows(launch: WindowLaunch, first: int, stop: int, alias_threshold:
 
 
 def _step(input_columns: torch.Tensor, output_columns: torch.Tensor, windows: _Windows, first: int,
-          shards: ShardSum, stretch: int = 1) -> LaunchResult:
+          shards: ShardSum, copies: torch.Tensor | None = None) -> LaunchResult:
     """Steps 2 to 5 of the module's docstring for one batch (`first`: its first center's index in the launch),
-    each window's coefficients stretched to `stretch` copies (stretch.stretched_coefficients); the rows' squared
-    norms it needs are summed over the shards in the dots' all-reduce."""
+    each window's coefficients stretched to its rows' `copies` (stretch.stretched_coefficients; None: not
+    stretched); the rows' squared norms it needs are summed over the shards in the dots' all-reduce."""
     if not len(windows.window):  # no center of the batch has a context: the same on every shard
         return LaunchResult(0, 0.0, 0)
     rows_in = input_columns[windows.contexts]                                    # [n, c]
     rows_out = output_columns[windows.targets]                                   # [n, 1 + K, c]
     dots = torch.einsum("nc,nkc->nk", rows_in, rows_out)
     targets = dots.shape[1]
-    in_squares = out_squares = None
-    if stretch > 1:
+    in_squares = out_squares = in_copies = out_copies = None
+    if copies is not None:
+        in_copies, out_copies = copies[windows.contexts].unsqueeze(1), copies[windows.targets]
         sums = torch.cat([dots, rows_in.pow(2).sum(1, keepdim=True), rows_out.pow(2).sum(2)], dim=1).contiguous()
         shards.sum_(sums)
         dots, in_squares, out_squares = sums.split([targets, 1, targets], dim=1)
@@ -125,7 +126,7 @@ def _step(input_columns: torch.Tensor, output_columns: torch.Tensor, windows: _W
     labels[:, 0] = 1.0
     lr = windows.lr.unsqueeze(1)
     g = (labels - torch.sigmoid(dots)) * lr * windows.active
-    g_in, g_out = stretched_coefficients(g, dots, lr, windows.active, in_squares, out_squares, stretch)
+    g_in, g_out = stretched_coefficients(g, dots, lr, windows.active, in_squares, out_squares, in_copies, out_copies)
     width = rows_in.shape[1]
     active = windows.active.reshape(-1)
     input_update = _RowUpdates.of(windows.contexts, windows.window, windows.centers,

@@ -32,6 +32,8 @@ written back once per window, no reuse between windows:
     bytes per center       dim 100: shared 9.6 KB, per-context 29.6 KB; dim 300: shared 28.8 KB, per-context 88.8 KB
     launch arrays          words, positions, word_chunk: 12 B per center; chunk arrays: per chunk, negligible;
                            alias table gathers (8 B per noise draw) hit L2: the table is 8 B per vocabulary word
+                           stretched updates (several replicas): a 4 B gather of the row's copies per row written,
+                           from a table of 4 B per vocabulary word, in L2 too
     per corpus word        x ~0.7, the share of corpus words left by subsampling (sample=1e-3 on English text; an
                            assumption): dim 100: shared ~6.7 KB, per-context ~21 KB; dim 300: ~20 KB, ~62 KB
     bandwidth bound        at 3.35 TB/s: dim 100: shared ~500 M words/s, per-context ~160 M words/s;
@@ -109,12 +111,13 @@ def _softplus(x):
 
 
 @triton.jit
-def _stretch(contraction, COPIES: tl.constexpr):
+def _stretch(contraction, copies):
     """stretch.stretch_torch in float64: (1 - (1 - h)^R) / h, its series to h^2 below SERIES_BELOW (fp32 would
-    lose the difference to rounding)."""
+    lose the difference to rounding); `copies` R of each contraction."""
     h = tl.minimum(tl.maximum(contraction.to(tl.float64), 0.0), MAX_CONTRACTION)
-    series = COPIES - COPIES * (COPIES - 1) / 2 * h + COPIES * (COPIES - 1) * (COPIES - 2) / 6 * h * h
-    exact = (1.0 - tl.exp(COPIES * tl.log(1.0 - h))) / tl.maximum(h, SERIES_BELOW)
+    r = copies.to(tl.float64)
+    series = r - r * (r - 1) / 2 * h + r * (r - 1) * (r - 2) / 6 * h * h
+    exact = (1.0 - tl.exp(r * tl.log(1.0 - h))) / tl.maximum(h, SERIES_BELOW)
     return tl.where(h < SERIES_BELOW, series, exact).to(tl.float32)
 
 
@@ -122,7 +125,7 @@ def _stretch(contraction, COPIES: tl.constexpr):
 def _sgns_windows_kernel(
         in_ptr, out_ptr, in_stride, out_stride,
         words_ptr, positions_ptr, word_chunk_ptr, chunk_start_ptr, chunk_end_ptr, chunk_key_ptr, parts_ptr,
-        alias_threshold_ptr, alias_ptr, stats_ptr,
+        alias_threshold_ptr, alias_ptr, copies_ptr, stats_ptr,
         vocab, total_centers, dim, lr_start, lr_end,
         WINDOW: tl.constexpr, NEGATIVE: tl.constexpr, SHARED: tl.constexpr, SLOTS: tl.constexpr,
         STRETCH: tl.constexpr, SAMPLE: tl.constexpr, BLOCK_J: tl.constexpr, BLOCK_K: tl.constexpr,
@@ -182,12 +185,12 @@ def _sgns_windows_kernel(
         sigmoid = 1.0 / (1.0 + tl.exp(-dots))
         g_center = tl.where(context_valid, (1.0 - sigmoid) * lr, 0.0)
         delta_in = g_center[:, None] * center_row[None, :]
-        if STRETCH > 1:  # stretch.py: each pair's contraction; an input row's is the sum over its targets
+        if STRETCH:  # stretch.py: each pair's contraction; an input row's is the sum over its targets
             in_square = tl.sum(x * x, axis=1)                                               # [BLOCK_J]
             pair = tl.where(context_valid, sigmoid * (1.0 - sigmoid) * lr, 0.0) * (
                 in_square + tl.sum(center_row * center_row, axis=0))
             in_contraction = pair
-            g_center = g_center * _stretch(pair, STRETCH)
+            g_center = g_center * _stretch(pair, tl.load(copies_ptr + word))
         loss = tl.full([], 0.0, tl.float32)
         if sampled:
             loss += tl.sum(tl.where(context_valid, _softplus(-dots), 0.0), axis=0)
@@ -203,11 +206,11 @@ def _sgns_windows_kernel(
                 sigmoid = 1.0 / (1.0 + tl.exp(-noise_dots))
                 g = tl.where(valid, -lr * sigmoid, 0.0)
                 delta_in += g[:, None] * row[None, :]
-                if STRETCH > 1:
+                if STRETCH:
                     pair = tl.where(valid, sigmoid * (1.0 - sigmoid) * lr, 0.0) * (
                         in_square + tl.sum(row * row, axis=0))
                     in_contraction += pair
-                    g = g * _stretch(pair, STRETCH)
+                    g = g * _stretch(pair, tl.load(copies_ptr + tl.maximum(target, 0)))
             else:
                 target = tl.sum(tl.where(pick[None, :], noise, 0), axis=1)                       # [BLOCK_J]
                 valid = target >= 0
@@ -217,11 +220,11 @@ def _sgns_windows_kernel(
                 sigmoid = 1.0 / (1.0 + tl.exp(-noise_dots))
                 g = tl.where(valid, -lr * sigmoid, 0.0)
                 delta_in += g[:, None] * rows
-                if STRETCH > 1:
+                if STRETCH:
                     pair = tl.where(valid, sigmoid * (1.0 - sigmoid) * lr, 0.0) * (
                         in_square + tl.sum(rows * rows, axis=1))
                     in_contraction += pair
-                    g = g * _stretch(pair, STRETCH)
+                    g = g * _stretch(pair, tl.load(copies_ptr + target, mask=valid, other=1))
             g_noise = tl.where(pick[None, :], g[:, None], g_noise)        # the output rows' (stretched) coefficients
             if sampled:
                 loss += tl.sum(tl.where(valid, _softplus(noise_dots), 0.0), axis=0)
@@ -229,8 +232,9 @@ def _sgns_windows_kernel(
         # writes: the input rows, then the output rows from the input values still in x. Relaxed atomics are
         # enough for Hogwild and compile to fire-and-forget reductions. On a GPU a later window of this program
         # may still read a row before these adds land (as other programs' windows may): word2vec's races.
-        if STRETCH > 1:
-            delta_in = delta_in * _stretch(in_contraction, STRETCH)[:, None]
+        if STRETCH:
+            delta_in = delta_in * _stretch(in_contraction, tl.load(copies_ptr + contexts, mask=context_valid,
+                                                                   other=1))[:, None]
         tl.atomic_add(in_rows, delta_in, mask=row_mask, sem="relaxed")
         tl.atomic_add(out_ptr + word.to(tl.int64) * out_stride + d, tl.sum(g_center[:, None] * x, axis=0),
                       mask=d_valid & (count > 0), sem="relaxed")
@@ -281,13 +285,14 @@ def train_windows(input_table: torch.Tensor, output_table: torch.Tensor, launch:
     stats = torch.zeros((parts, 3), dtype=torch.float64, device=device)
     block_j = triton.next_power_of_2(2 * rule.window)
     block_d = triton.next_power_of_2(dim)
+    copies = alias if rule.copies is None else _int32_on(rule.copies, device)  # not read when not stretched
     _sgns_windows_kernel[(parts,)](
         input_table, output_table, input_table.stride(0), output_table.stride(0),
         launch.words, launch.positions, launch.word_chunk, launch.chunk_start, launch.chunk_end,
-        launch.chunk_key, launch.parts.to(device), alias_threshold, alias,
+        launch.chunk_key, launch.parts.to(device), alias_threshold, alias, copies,
         stats, alias.numel(), total, dim, float(lr_start), float(lr_end),
         WINDOW=rule.window, NEGATIVE=rule.negative, SHARED=bool(rule.shared_negatives),
-        SLOTS=draw_slots(rule.window, rule.negative), STRETCH=rule.stretch, SAMPLE=LOSS_SAMPLE,
+        SLOTS=draw_slots(rule.window, rule.negative), STRETCH=rule.copies is not None, SAMPLE=LOSS_SAMPLE,
         BLOCK_J=block_j, BLOCK_K=triton.next_power_of_2(rule.negative), BLOCK_D=block_d,
         # a few registers per element of the [BLOCK_J, BLOCK_D] tiles: more warps for wider rows
         num_warps=max(1, min(8, block_j * block_d // 512)))

@@ -26,9 +26,10 @@ def pack_changes(table: torch.Tensor, synced: torch.Tensor, rows: torch.Tensor, 
 
 
 def apply_rows(table: torch.Tensor, synced: torch.Tensor, rows: torch.Tensor, summed: torch.Tensor,
-               own_squares: torch.Tensor, floor: float, step: float) -> None:
-    """Row rows[i] of both tables becomes synced + agreement_scale x summed[i]."""
-    _apply_rows(table.numpy(), synced.numpy(), rows.numpy(), summed.numpy(), own_squares.numpy(), floor, step)
+               own_squares: torch.Tensor, floors: torch.Tensor, step: float) -> None:
+    """Row rows[i] of both tables becomes synced + agreement_scale x summed[i], the floor of row r floors[r]."""
+    _apply_rows(table.numpy(), synced.numpy(), rows.numpy(), summed.numpy(), own_squares.numpy(), floors.numpy(),
+                step)
 
 
 @njit(nogil=True, cache=True, boundscheck=False, fastmath=_FASTMATH)
@@ -54,14 +55,14 @@ def _pack_changes(table, synced, rows, packed):  # pragma: no cover - compiled
 
 
 @njit(nogil=True, cache=True, boundscheck=False, fastmath=_FASTMATH)
-def _apply_rows(table, synced, rows, summed, own_squares, floor, step):  # pragma: no cover - compiled
+def _apply_rows(table, synced, rows, summed, own_squares, floors, step):  # pragma: no cover - compiled
     for i in range(rows.shape[0]):
         r = rows[i]
         change, row, base = summed[i], table[r], synced[r]
         total = np.float32(0.0)
         for c in range(change.shape[0]):
             total += change[c] * change[c]
-        scale = min(max(np.float32(step) * own_squares[r] / max(total, _TINY), np.float32(floor)), np.float32(1.0))
+        scale = min(max(np.float32(step) * own_squares[r] / max(total, _TINY), floors[r]), np.float32(1.0))
         for c in range(change.shape[0]):
             value = base[c] + scale * change[c]
             row[c] = value

@@ -9,7 +9,7 @@ other, every kernel computes the same thing as sgns_reference.py.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import torch
@@ -48,7 +48,9 @@ class WindowRule:
     window: int
     negative: int
     shared_negatives: bool
-    stretch: int = 1   # each update reaches as far as this many copies of it (stretch.py): the replicas, or 1
+    # [V] int32: how many copies of itself each update of a row reaches as far as (stretch.py), on the tables'
+    # device; None: one, word2vec's rule
+    copies: torch.Tensor | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -95,8 +97,8 @@ class TrainSettings:
 
     @property
     def update_stretch(self) -> int:
-        """How many copies of itself each update reaches as far as (stretch.py): the replicas with
-        sync_rule=stretched, else 1 (word2vec's rule)."""
+        """The most copies of itself an update reaches as far as (stretch.row_copies gives each row its own, up to
+        this): the replicas with sync_rule=stretched, else 1 (word2vec's rule)."""
         return self.replicas if self.sync_rule == "stretched" else 1
 
     def result_settings(self) -> dict:
