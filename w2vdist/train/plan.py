@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from w2vdist.config import Config
 from w2vdist.datasets import read_vocabulary, scan_corpus, scan_pairs
 from w2vdist.errors import ConfigError, RunDirError

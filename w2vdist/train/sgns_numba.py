@@ -168,12 +168,12 @@ def _draw_ahead(drawn, out, words, positions, word_chunk, chunk_key, c, slots, w
 
 @njit(nogil=True, fastmath=_FASTMATH, cache=True, boundscheck=False)
 def train_part(inp, out, words, positions, word_chunk, chunk_start, chunk_end, chunk_key, first, last, total,
-               alias_threshold, alias, slots, window, negative, shared, copies, lr_start, lr_end,
+               alias_threshold, alias, slots, window, negative, shared, copies, most, lr_start, lr_end,
                loss_sample):  # pragma: no cover
     """Train centers first..last-1 of a launch of `total` centers, each update of row w stretched to copies[w]
-    copies (stretch.py; `copies` empty: word2vec's rule); returns (pairs, loss_sum, loss_pairs)."""
+    copies (stretch.py; `most` the largest; `copies` empty: word2vec's rule); returns (pairs, loss_sum,
+    loss_pairs)."""
     stretching = copies.shape[0] > 0
-    most = copies.max() if stretching else 1
     dim = inp.shape[1]
     vocab = np.uint64(alias.shape[0])
     slots = np.uint64(slots)
@@ -265,11 +265,10 @@ def train_part(inp, out, words, positions, word_chunk, chunk_start, chunk_end, c
 
 @njit(nogil=True, fastmath=_FASTMATH, cache=True, boundscheck=False)
 def train_pair_part(inp, out, centers, contexts, pair_keys, pair_rows, first, last, total, alias_threshold, alias,
-                    negative, copies, lr_start, lr_end, loss_sample):  # pragma: no cover - compiled
+                    negative, copies, most, lr_start, lr_end, loss_sample):  # pragma: no cover - compiled
     """sgns_reference.train_pairs for pairs first..last-1 of a launch of `total`, `copies` as in train_part; returns
     (pairs, loss, loss pairs)."""
     stretching = copies.shape[0] > 0
-    most = copies.max() if stretching else 1
     dim = inp.shape[1]
     vocab = np.uint64(alias.shape[0])
     targets = np.empty(negative + 1, np.int64)
@@ -341,9 +340,12 @@ def _run_parts(train, parts: list[int], threads: int) -> LaunchResult:
                         sum(r[2] for r in results))
 
 
-def _copies(copies) -> np.ndarray:
-    """The kernels' form of rule.copies: int32, empty for None (not stretched)."""
-    return np.empty(0, np.int32) if copies is None else np.ascontiguousarray(copies.numpy(), dtype=np.int32)
+def _copies(copies) -> tuple[np.ndarray, int]:
+    """The kernels' form of rule.copies: int32 (empty for None: not stretched), and the largest."""
+    if copies is None:
+        return np.empty(0, np.int32), 1
+    copies = np.ascontiguousarray(copies.numpy(), dtype=np.int32)
+    return copies, int(copies.max())
 
 
 def train_pairs(input_table, output_table, centers, contexts, pair_keys, pair_rows, alias_threshold, alias,
@@ -353,9 +355,9 @@ def train_pairs(input_table, output_table, centers, contexts, pair_keys, pair_ro
     arrays = [t.numpy() for t in (input_table, output_table, centers, contexts, pair_keys, pair_rows)]
     threshold, alias_np = alias_threshold.numpy(), alias.numpy()
     total = max(len(centers), 1)
-    copies_np = _copies(copies)
+    copies_np, most = _copies(copies)
     return _run_parts(lambda first, last: train_pair_part(*arrays, first, last, total, threshold, alias_np,
-                                                          negative, copies_np, lr_start, lr_end, LOSS_SAMPLE),
+                                                          negative, copies_np, most, lr_start, lr_end, LOSS_SAMPLE),
                       parts, threads)
 
 
@@ -366,9 +368,9 @@ def train_windows(input_table, output_table, launch: WindowLaunch, alias_thresho
                                   launch.chunk_start, launch.chunk_end, launch.chunk_key)]
     threshold, alias_np = alias_threshold.numpy(), alias.numpy()
     total = max(launch.centers, 1)
-    copies = _copies(rule.copies)
+    copies, most = _copies(rule.copies)
     return _run_parts(lambda first, last: train_part(*arrays, first, last, total, threshold, alias_np,
                                                      draw_slots(rule.window, rule.negative), rule.window,
-                                                     rule.negative, rule.shared_negatives, copies,
+                                                     rule.negative, rule.shared_negatives, copies, most,
                                                      lr_start, lr_end, LOSS_SAMPLE),
                       launch.parts.tolist(), threads)

@@ -43,9 +43,10 @@ OCCURRENCE_SHARE = 0.25  # of a row's occurrences in a round that count toward i
 def row_copies(counts: np.ndarray, sample: float, sync_every: int, corpus_words: int, replicas: int) -> np.ndarray:
     """k_w of every row (int32, 1..replicas): how many copies of itself each update of row w reaches as far as."""
     counts = np.asarray(counts, dtype=np.float64)
+    if replicas == 1:
+        return np.ones(len(counts), np.int32)
     occurrences = counts * keep_probabilities(counts, sample) * sync_every / max(corpus_words, 1)
-    reached = replicas * -np.expm1(OCCURRENCE_SHARE * occurrences * np.log1p(-1.0 / replicas)) if replicas > 1 \
-        else np.ones_like(counts)
+    reached = replicas * -np.expm1(OCCURRENCE_SHARE * occurrences * np.log1p(-1.0 / replicas))
     return np.clip(np.rint(reached), 1, replicas).astype(np.int32)
 
 
