@@ -36,7 +36,8 @@ def child(run: Path, workers: int, epochs: int, overrides: list[str]) -> None:
     from w2vdist.config import load_config
     from w2vdist.train.launcher import run_train, start_local_ray
 
-    start_local_ray(num_cpus=workers, log_to_driver=True)
+    # Ray's own loggers at ERROR, as `w2vdist train` sets them: its placement-group cleaner warns every second
+    start_local_ray(num_cpus=workers, log_to_driver=True, logging_config=ray.LoggingConfig(log_level="ERROR"))
     settings = [f"{k}={v}" for k, v in TRAIN.items()] + [f"epochs={epochs}", f"num_workers={workers}",
                                                          *overrides]
     record = run_train(load_config([], settings, {"out": str(run)}))
