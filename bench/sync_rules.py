@@ -45,6 +45,7 @@ def simulate(run_dir: Path, replicas: int, rule: str, epochs: int, overrides: li
     tables = [Tables(start.input.clone(), start.output.clone()) for _ in range(replicas)]
     counts = vocab.column("count").to_numpy()
     copies = plan.update_copies(counts)
+    copies = None if copies is None else torch.from_numpy(copies)
     engines = [Engine(t, counts, settings, plan.window, "numba", 1, ShardGroup(0, [0], settings.dim), copies)
                for t in tables]
     source = CorpusSource(list(plan.input_files[0]), 1 << 34, torch.device("cpu"))
@@ -59,7 +60,7 @@ def simulate(run_dir: Path, replicas: int, rule: str, epochs: int, overrides: li
                                                   _learning_rate(settings, epoch + layout.progress(block.index)),
                                                   _learning_rate(settings, epoch + layout.progress(block.index + 1)))
             if replicas > 1:
-                combine(synced, tables, rule, None if copies is None else torch.from_numpy(copies))
+                combine(synced, tables, rule, copies)
     return score(keyed_vectors(vocab.column("word").to_pylist(), tables[0].input.numpy()))
 
 

@@ -25,8 +25,9 @@ def agreement_scale(own_squares: torch.Tensor, total_squares: torch.Tensor, floo
 
 def rule_scale(rule: str, replicas: int, copies: torch.Tensor | None = None) -> tuple[float | torch.Tensor, float]:
     """(floor, step) of agreement_scale that make `rule`: changes always 1, average always 1 / R; stretched 1 / k_w
-    for row w, whose updates the kernels stretched to k_w = copies[w] copies (stretch.py; without copies, R)."""
-    if rule == "stretched" and copies is not None:
+    for row w, whose updates the kernels stretched to k_w = copies[w] copies (stretch.py; it needs `copies`)."""
+    if rule == "stretched":
+        if copies is None:
+            raise ValueError("sync_rule=stretched divides each row's change by its copies: pass them")
         return 1.0 / copies.to(torch.float32), 0.0
-    return {"changes": (1.0, 0.0), "average": (1.0 / replicas, 0.0), "stretched": (1.0 / replicas, 0.0),
-            "agreement": (1.0 / replicas, AGREED_STEP)}[rule]
+    return {"changes": (1.0, 0.0), "average": (1.0 / replicas, 0.0), "agreement": (1.0 / replicas, AGREED_STEP)}[rule]

@@ -87,15 +87,15 @@ class Tables:
 
 class Engine:
     def __init__(self, tables: Tables, counts: np.ndarray, settings: TrainSettings, window: int, kernel: str,
-                 threads: int, shards: ShardSum, copies: np.ndarray | None = None):
+                 threads: int, shards: ShardSum, copies: torch.Tensor | None = None):
         device = tables.input.device
         self.tables = tables
         self.shards = shards
         self.settings = settings
         self.kernel = kernel
         self.threads = threads
-        self.rule = WindowRule(window, settings.negative, settings.shared_negatives,
-                               None if copies is None else torch.from_numpy(copies).to(device))
+        # copies (stretch.row_copies, on the tables' device): with sync_rule=stretched and several replicas
+        self.rule = WindowRule(window, settings.negative, settings.shared_negatives, copies)
         noise = NoiseTable.from_counts(counts)
         self.alias_threshold = torch.from_numpy(noise.threshold).to(device)
         self.alias = torch.from_numpy(noise.alias).to(device)

@@ -85,7 +85,8 @@ def train_loop_per_worker(plan: TrainPlan, worker: WorkerInfo, store: Checkpoint
                      f"{state.words_done:,.0f}")
     counts = vocab.column("count").to_numpy()
     copies = plan.update_copies(counts)  # of each row's updates (stretch.py): the kernels and the sync share them
-    group.start(tables, None if copies is None else torch.from_numpy(copies).to(device))
+    copies = None if copies is None else torch.from_numpy(copies).to(device)
+    group.start(tables, copies)
     engine = Engine(tables, counts, settings, plan.window, kernel, worker.threads, shards, copies)
     probing = bool(settings.probe_words) and place.replica == 0  # replica 0's shards gather rank 0's probe table
     probes = _probe_recorder(plan, vocab, run) if leader else None

@@ -93,15 +93,17 @@ def _coefficient(row_in, row_out, positive, lr):  # pragma: no cover - compiled
 
 
 @njit(inline="always", fastmath=_FASTMATH)
-def _coefficient_and_square(row_in, row_out, positive, lr):  # pragma: no cover - compiled
-    """_coefficient, and |row_out|^2 from the same pass over the row."""
+def _stretched_coefficient(row_in, row_out, positive, lr, in_square, copies, most):  # pragma: no cover - compiled
+    """_coefficient, and the same stretched to `copies` of the output row (stretch.py), with |row_out|^2 from the
+    same pass over the row; also the pair's contraction h, which the input row's stretch sums over its targets."""
     dot = np.float32(0.0)
-    square = np.float32(0.0)
+    out_square = np.float32(0.0)
     for d in range(row_in.shape[0]):
         dot += row_in[d] * row_out[d]
-        square += row_out[d] * row_out[d]
+        out_square += row_out[d] * row_out[d]
     g, signed, sigmoid = _of_dot(dot, positive, lr)
-    return g, signed, sigmoid, square
+    contraction = lr * sigmoid * (np.float32(1.0) - sigmoid) * (in_square + out_square)
+    return g, g * _stretch(contraction, copies, most), signed, contraction
 
 
 @njit(inline="always", fastmath=_FASTMATH)
@@ -233,9 +235,8 @@ def train_part(inp, out, words, positions, word_chunk, chunk_start, chunk_end, c
                     out_coefficient[a, k] = 0.0
                     continue
                 if stretching:
-                    g, signed, sigmoid, out_square = _coefficient_and_square(row_in, out[target], k == 0, lr)
-                    pair = lr * sigmoid * (np.float32(1.0) - sigmoid) * (in_square + out_square)
-                    out_coefficient[a, k] = g * _stretch(pair, copies[target], most)
+                    g, out_coefficient[a, k], signed, pair = _stretched_coefficient(
+                        row_in, out[target], k == 0, lr, in_square, copies[target], most)
                     in_contraction += pair
                 else:
                     g, signed, sigmoid = _coefficient(row_in, out[target], k == 0, lr)
@@ -297,9 +298,8 @@ def train_pair_part(inp, out, centers, contexts, pair_keys, pair_rows, first, la
                 continue
             row_out = out[target]
             if stretching:
-                g, signed, sigmoid, out_square = _coefficient_and_square(row_in, row_out, k == 0, lr)
-                pair = lr * sigmoid * (np.float32(1.0) - sigmoid) * (in_square + out_square)
-                coefficient[k] = g * _stretch(pair, copies[target], most)
+                g, coefficient[k], signed, pair = _stretched_coefficient(row_in, row_out, k == 0, lr, in_square,
+                                                                         copies[target], most)
                 in_contraction += pair
             else:
                 g, signed, sigmoid = _coefficient(row_in, row_out, k == 0, lr)
